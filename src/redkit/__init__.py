@@ -1,0 +1,32 @@
+"""redkit: caching and coordination patterns for Redis and Valkey, done right.
+
+This is the sync face, for ``redis.Redis`` clients; :mod:`redkit.asyncio` has the same names
+for ``redis.asyncio`` clients.
+
+>>> import redkit
+>>> client = redkit.connect("redis://localhost:6379/0")
+>>> users = redkit.CacheAside(client, "user", ttl=300)
+>>> user = users.get_or_fetch(42, lambda: load_user_from_db(42))
+"""
+
+from redkit._core.codecs import Codec, Serializer
+from redkit._core.stats import CacheStats
+from redkit._sync.cache_aside import CacheAside
+from redkit._sync.decorators import cached
+from redkit._sync.repository import Repository
+from redkit._sync.write_through import WriteThrough
+from redkit.embedded import EmbeddedServer
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "CacheAside",
+    "CacheStats",
+    "Codec",
+    "EmbeddedServer",
+    "Repository",
+    "Serializer",
+    "WriteThrough",
+    "__version__",
+    "cached",
+]

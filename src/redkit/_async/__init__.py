@@ -1,0 +1,1 @@
+"""The hand-written async implementation; ``redkit._sync`` is generated from it."""

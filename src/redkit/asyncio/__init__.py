@@ -1,0 +1,26 @@
+"""redkit's async face: the same names as :mod:`redkit`, for ``redis.asyncio`` clients.
+
+>>> import redkit.asyncio as redkit
+>>> client = redkit.connect("redis://localhost:6379/0")
+>>> users = redkit.CacheAside(client, "user", ttl=300)
+>>> user = await users.get_or_fetch(42, load_user_from_db)
+"""
+
+from redkit._async.cache_aside import CacheAside
+from redkit._async.decorators import cached
+from redkit._async.repository import Repository
+from redkit._async.write_through import WriteThrough
+from redkit._core.codecs import Codec, Serializer
+from redkit._core.stats import CacheStats
+from redkit.embedded import EmbeddedServer
+
+__all__ = [
+    "CacheAside",
+    "CacheStats",
+    "Codec",
+    "EmbeddedServer",
+    "Repository",
+    "Serializer",
+    "WriteThrough",
+    "cached",
+]

@@ -1,0 +1,15 @@
+-- cache_fill: store a freshly fetched entry if this caller still holds the fill lock.
+-- Invalidations and explicit sets delete the lock, so a fetch that raced with them (and may
+-- hold data older than the source now has) is refused instead of caching a stale value.
+-- KEYS[1]  entry key
+-- KEYS[2]  fill-lock key (same hash tag as the entry)
+-- ARGV[1]  lock token held by the caller
+-- ARGV[2]  entry bytes
+-- ARGV[3]  entry time-to-live, milliseconds (> 0)
+-- Returns  1 when stored (and the lock released); 0 when the lock was lost and nothing changed.
+if redis.call('GET', KEYS[2]) ~= ARGV[1] then
+  return 0
+end
+redis.call('DEL', KEYS[2])
+redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+return 1

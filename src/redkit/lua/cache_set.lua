@@ -1,0 +1,9 @@
+-- cache_set: store an entry and revoke any fill in progress for it.
+-- KEYS[1]  entry key
+-- KEYS[2]  fill-lock key (same hash tag as the entry)
+-- ARGV[1]  entry bytes
+-- ARGV[2]  entry time-to-live, milliseconds (> 0)
+-- Returns  1
+redis.call('DEL', KEYS[2])
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return 1

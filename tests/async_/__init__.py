@@ -1,0 +1,1 @@
+"""Tests of the async face; ``tests/sync`` is generated from them."""

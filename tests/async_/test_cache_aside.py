@@ -1,0 +1,357 @@
+"""CacheAside on a real server, standalone and Cluster (the sync twin is generated)."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import logging
+import uuid
+from typing import Any
+
+import pytest
+
+from redkit.asyncio import CacheAside, cached, connect
+from redkit.errors import (
+    BackendUnavailable,
+    ConfigurationError,
+    InvalidKey,
+    SerializationError,
+    ValueTooLarge,
+)
+from tests._acompat import pause, run_concurrently
+from tests.servers import commandstats, reset_commandstats
+
+
+class Counter:
+    """A fetcher that counts its calls and returns a fixed value."""
+
+    def __init__(self, value: Any, delay: float = 0.0) -> None:
+        self.value = value
+        self.delay = delay
+        self.calls = 0
+
+    async def __call__(self) -> Any:
+        self.calls += 1
+        if self.delay:
+            await pause(self.delay)
+        return self.value
+
+
+def must_not_fetch() -> Any:
+    raise AssertionError("the fetcher ran on what should have been a hit")
+
+
+@pytest.mark.parametrize("value", [0, "", [], {}, False, 0.0])
+async def test_falsy_values_are_hits(client: Any, value: Any) -> None:
+    cache = CacheAside(client, "falsy")
+    await cache.set("k", value)
+    assert await cache.get("k", default="MISSING") == value
+    assert await cache.get_or_fetch("k", must_not_fetch) == value
+    assert (cache.stats.hits, cache.stats.misses, cache.stats.fetches) == (2, 0, 0)
+
+
+async def test_miss_fetches_once_then_hits(client: Any) -> None:
+    cache = CacheAside(client, "users", ttl=30)
+    fetch = Counter({"id": 1, "name": "Ada"})
+    assert await cache.get_or_fetch(1, fetch) == {"id": 1, "name": "Ada"}
+    assert await cache.get_or_fetch(1, fetch) == {"id": 1, "name": "Ada"}
+    assert fetch.calls == 1
+    assert cache.stats.hits == 1 and cache.stats.misses == 1 and cache.stats.fetches == 1
+    assert 29_000 < await client.pttl("users:{1}") <= 30_000
+
+
+async def test_none_is_cached_as_a_negative_entry(client: Any) -> None:
+    cache = CacheAside(client, "neg", negative_ttl=5)
+    fetch = Counter(None)
+    assert await cache.get_or_fetch("ghost", fetch) is None
+    assert await cache.get_or_fetch("ghost", fetch) is None
+    assert fetch.calls == 1
+    assert 0 < await client.pttl("neg:{ghost}") <= 5_000
+    assert await cache.get("ghost", default="absent") == "absent"
+
+
+async def test_negative_ttl_zero_does_not_cache_none(client: Any) -> None:
+    cache = CacheAside(client, "neg0", negative_ttl=0)
+    fetch = Counter(None)
+    await cache.get_or_fetch("ghost", fetch)
+    await cache.get_or_fetch("ghost", fetch)
+    assert fetch.calls == 2
+    assert await client.exists("neg0:{ghost}") == 0
+
+
+async def test_json_handles_datetimes_dataclasses_uuids(client: Any) -> None:
+    @dataclasses.dataclass
+    class Point:
+        x: int
+        y: int
+
+    cache = CacheAside(client, "json")
+    moment = datetime.datetime(2026, 11, 26, 5, 0, tzinfo=datetime.UTC)
+    ident = uuid.UUID(int=7)
+    await cache.set("v", {"at": moment, "p": Point(1, 2), "id": ident})
+    assert await cache.get("v") == {"at": moment.isoformat(), "p": {"x": 1, "y": 2}, "id": str(ident)}
+
+
+@pytest.mark.parametrize("serializer", ["msgpack", "pickle"])
+async def test_other_serializers_round_trip(client: Any, serializer: str) -> None:
+    cache = CacheAside(client, f"ser-{serializer}", serializer=serializer)  # type: ignore[arg-type]
+    await cache.set(1, {"a": [1, 2, 3], "b": "x"})
+    assert await cache.get(1) == {"a": [1, 2, 3], "b": "x"}
+
+
+async def test_raw_serializer_keeps_bytes_and_str_apart(client: Any) -> None:
+    cache = CacheAside(client, "raw", serializer="raw")
+    await cache.set("b", b"\x00\xff")
+    await cache.set("s", "héllo")
+    assert await cache.get("b") == b"\x00\xff"
+    assert await cache.get("s") == "héllo"
+    with pytest.raises(SerializationError, match="int"):
+        await cache.set("i", 5)
+
+
+async def test_compression_above_threshold(client: Any) -> None:
+    cache = CacheAside(client, "zip", compress_threshold=100)
+    big = {"text": "abc" * 1000}
+    await cache.set("big", big)
+    await cache.set("small", {"t": "x"})
+    assert len(await client.get("zip:{big}")) < 300
+    assert await cache.get("big") == big
+    assert await cache.get("small") == {"t": "x"}
+
+
+async def test_unserialisable_value_raises_typed_error_naming_the_type(client: Any) -> None:
+    cache = CacheAside(client, "bad")
+    with pytest.raises(SerializationError, match="set") as info:
+        await cache.set("k", {"tags": {1, 2}})
+    assert isinstance(info.value, TypeError)
+    fetch = Counter(object())
+    with pytest.raises(SerializationError, match="object"):
+        await cache.get_or_fetch("k2", fetch)
+    assert await client.exists("bad:{k}", "bad:{k2}", "bad:{k2}:lock") == 0
+
+
+async def test_oversized_value_raises_before_sending(client: Any) -> None:
+    cache = CacheAside(client, "big", max_value_size=1024)
+    reset_commandstats_for(client)
+    with pytest.raises(ValueTooLarge, match="max_value_size=1024"):
+        await cache.set("k", "x" * 2000)
+    with pytest.raises(ValueTooLarge):
+        await cache.set_many({"a": 1, "b": "y" * 5000})
+    assert await client.exists("big:{k}", "big:{a}", "big:{b}") == 0
+
+
+def reset_commandstats_for(client: Any) -> None:
+    """Nothing: commandstats are checked in the KEYS test, here we only look at the keys."""
+
+
+@pytest.mark.parametrize("ttl", [-1, 0, float("nan"), "10", True])
+async def test_bad_ttls_are_rejected(client: Any, ttl: Any) -> None:
+    cache = CacheAside(client, "ttl")
+    with pytest.raises(ConfigurationError, match="ttl"):
+        await cache.set("k", 1, ttl=ttl)
+    with pytest.raises(ConfigurationError):
+        CacheAside(client, "ttl", ttl=ttl)
+
+
+@pytest.mark.parametrize("bad_id", ["", None, 1.5, b"bytes", True, ("a",)])
+async def test_bad_ids_are_rejected(client: Any, bad_id: Any) -> None:
+    cache = CacheAside(client, "ids")
+    with pytest.raises(InvalidKey):
+        await cache.get(bad_id)
+    with pytest.raises(InvalidKey):
+        await cache.set(bad_id, 1)
+
+
+async def test_prefix_with_braces_is_rejected(client: Any) -> None:
+    with pytest.raises(InvalidKey, match="brace"):
+        CacheAside(client, "{users}")
+
+
+async def test_corrupt_bytes_are_a_miss_logged_once_and_overwritten(
+    client: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    cache = CacheAside(client, "corrupt")
+    for raw in (b"\x00{not json", b"\x09unknown header", b""):
+        await client.set("corrupt:{k}", raw)
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="redkit.cache"):
+            assert await cache.get("k", default="miss") == "miss"
+            fetch = Counter({"fresh": True})
+            assert await cache.get_or_fetch("k", fetch) == {"fresh": True}
+        assert fetch.calls == 1
+        assert await cache.get("k") == {"fresh": True}
+        await cache.invalidate("k")
+    assert sum("corrupt:{k}" in r.getMessage() for r in caplog.records) <= 1
+
+
+async def test_get_many_and_set_many(client: Any) -> None:
+    cache = CacheAside(client, "many")
+    await cache.set_many({i: {"n": i} for i in range(200)} | {"zero": 0, "none": None})
+    found = await cache.get_many([*range(0, 300, 7), "zero", "none", "missing"])
+    assert found == {i: {"n": i} for i in range(0, 200, 7)} | {"zero": 0}
+    assert await cache.get_many([]) == {}
+    assert 3590_000 < await client.pttl("many:{5}") <= 3600_000
+
+
+async def test_invalidate(client: Any) -> None:
+    cache = CacheAside(client, "inv")
+    await cache.set("a", 1)
+    assert await cache.invalidate("a") is True
+    assert await cache.invalidate("a") is False
+    assert await cache.get("a") is None
+
+
+async def test_invalidate_pattern_uses_scan_and_stays_in_its_namespace(
+    client: Any, redis_url: str
+) -> None:
+    users = CacheAside(client, "users")
+    admins = CacheAside(client, "users:admin")
+    globby = CacheAside(client, "we*rd[1]")
+    other_version = CacheAside(client, "users", version=2)
+    await users.set_many({f"u{i}": i for i in range(300)} | {"keep": "me"})
+    await admins.set_many({f"u{i}": i for i in range(10)})
+    await globby.set_many({f"u{i}": i for i in range(10)})
+    await other_version.set("u1", "v2")
+    weird_neighbour = CacheAside(client, "weXrd1")
+    await weird_neighbour.set("u1", "neighbour")
+    reset_commandstats(redis_url)
+
+    assert await users.invalidate_pattern("u*") == 300
+    assert await globby.invalidate_pattern("*") == 10
+
+    assert commandstats(redis_url).get("keys", 0) == 0
+    assert commandstats(redis_url).get("scan", 0) >= 1
+    assert await users.get("keep") == "me"
+    assert await users.get_many([f"u{i}" for i in range(300)]) == {}
+    assert len(await admins.get_many([f"u{i}" for i in range(10)])) == 10
+    assert await other_version.get("u1") == "v2"
+    assert await weird_neighbour.get("u1") == "neighbour"
+
+
+async def test_version_bump_invalidates_the_namespace(client: Any) -> None:
+    v1 = CacheAside(client, "catalog", version=1)
+    await v1.set("item", "old")
+    v2 = CacheAside(client, "catalog", version=2)
+    assert await v2.get("item") is None
+    assert await v1.get("item") == "old"
+
+
+async def test_concurrent_misses_in_one_process_fetch_once(client: Any) -> None:
+    cache = CacheAside(client, "stampede")
+    fetch = Counter({"expensive": True}, delay=0.2)
+    results = await run_concurrently(100, lambda _: cache.get_or_fetch("hot", fetch))
+    assert fetch.calls == 1
+    assert results == [{"expensive": True}] * 100
+
+
+async def test_invalidate_during_fetch_refuses_the_stale_fill(client: Any) -> None:
+    cache = CacheAside(client, "race")
+    fetch = Counter("old", delay=0.3)
+
+    async def reader(_: int) -> Any:
+        return await cache.get_or_fetch("k", fetch)
+
+    async def writer(_: int) -> None:
+        await pause(0.1)
+        await cache.invalidate("k")
+
+    async def both(i: int) -> Any:
+        return await reader(i) if i == 0 else await writer(i)
+
+    await run_concurrently(2, both)
+    assert fetch.calls == 1
+    assert await client.exists("race:{k}") == 0, "a fill that raced an invalidation was stored"
+
+
+async def test_set_during_fetch_wins_over_the_fill(client: Any) -> None:
+    cache = CacheAside(client, "race2")
+    fetch = Counter("fetched-before-set", delay=0.3)
+
+    async def both(i: int) -> Any:
+        if i == 0:
+            return await cache.get_or_fetch("k", fetch)
+        await pause(0.1)
+        await cache.set("k", "set-by-writer")
+        return None
+
+    await run_concurrently(2, both)
+    assert await cache.get("k") == "set-by-writer"
+
+
+async def test_fetcher_error_releases_the_lock(client: Any) -> None:
+    cache = CacheAside(client, "boom")
+
+    async def failing() -> Any:
+        raise RuntimeError("source down")
+
+    with pytest.raises(RuntimeError, match="source down"):
+        await cache.get_or_fetch("k", failing)
+    assert await client.exists("boom:{k}:lock") == 0
+    assert await cache.get_or_fetch("k", Counter(1)) == 1
+
+
+async def test_falls_back_to_the_fetcher_when_redis_is_down(unused_tcp_port: int) -> None:
+    dead = connect(f"redis://127.0.0.1:{unused_tcp_port}/0", retries=0, socket_connect_timeout=0.5)
+    try:
+        cache = CacheAside(dead, "down")
+        fetch = Counter({"from": "db"})
+        assert await cache.get_or_fetch("k", fetch) == {"from": "db"}
+        assert fetch.calls == 1
+        assert await cache.get("k", default="miss") == "miss"
+        assert cache.stats.errors == 2
+        with pytest.raises(BackendUnavailable):
+            await cache.set("k", 1)
+        with pytest.raises(BackendUnavailable):
+            await cache.invalidate("k")
+
+        strict = CacheAside(dead, "down", on_error="raise")
+        with pytest.raises(BackendUnavailable, match="unreachable"):
+            await strict.get_or_fetch("k", fetch)
+    finally:
+        await dead.aclose()
+
+
+async def test_early_refresh_recomputes_before_expiry(client: Any) -> None:
+    cache = CacheAside(client, "xfetch", ttl=2, beta=1.0)
+    slow = Counter("v1", delay=0.3)
+    assert await cache.get_or_fetch("k", slow) == "v1"
+    assert slow.calls == 1
+    newer = Counter("v2")
+    # With a 300 ms recompute time and 2 s to live, each read refreshes early with probability
+    # exp(-remaining/300ms); once under a second is left, 40 reads all miss it with p < 1e-7.
+    await client.pexpire("xfetch:{k}", 900)
+    results = [await cache.get_or_fetch("k", newer) for _ in range(40)]
+    assert newer.calls == 1, "exactly one early refresh"
+    assert results[0] == "v1"
+    assert await cache.get("k") == "v2"
+    assert await client.pttl("xfetch:{k}") > 1500
+
+
+async def test_cached_decorator(client: Any) -> None:
+    cache = CacheAside(client, "fn")
+    calls: list[int] = []
+
+    @cached(cache, ttl=60)
+    async def square(n: int) -> int:
+        calls.append(n)
+        return n * n
+
+    assert [await square(3), await square(3), await square(4)] == [9, 9, 16]
+    assert calls == [3, 4]
+    await square.invalidate(3)  # type: ignore[attr-defined]
+    assert await square(3) == 9
+    assert calls == [3, 4, 3]
+
+    @cached(cache, key=lambda user_id: f"user-{user_id}")
+    async def load(user_id: int) -> dict[str, int]:
+        return {"id": user_id}
+
+    assert await load(7) == {"id": 7}
+    assert await cache.get("user-7") == {"id": 7}
+
+    @cached(cache)
+    async def takes_object(thing: object) -> int:
+        return 1
+
+    with pytest.raises(SerializationError, match="key="):
+        await takes_object(object())

