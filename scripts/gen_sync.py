@@ -38,6 +38,7 @@ PATHS = [
     ("redkit.asyncio", "redkit"),
     ("tests.async_", "tests.sync"),
     ("sqlalchemy.ext.asyncio", "sqlalchemy"),
+    ("sqlite+aiosqlite", "sqlite+pysqlite"),
 ]
 
 NAMES = {
@@ -152,7 +153,10 @@ def main(argv: list[str] | None = None) -> int:
         for path in stale:
             print(f"no async source: {path.relative_to(ROOT)}", file=sys.stderr)
         if drifted or stale:
-            print("run `make sync` (python scripts/gen_sync.py) and commit the result", file=sys.stderr)
+            print(
+                "run `make sync` (python scripts/gen_sync.py) and commit the result",
+                file=sys.stderr,
+            )
             return 1
         print(f"sync face up to date ({len(expected)} files)")
         return 0

@@ -12,6 +12,7 @@ for ``redis.asyncio`` clients.
 from redkit._core.codecs import Codec, Serializer
 from redkit._core.stats import CacheStats
 from redkit._sync.cache_aside import CacheAside
+from redkit._sync.connection import connect, embedded_server, replica_client
 from redkit._sync.decorators import cached
 from redkit._sync.repository import Repository
 from redkit._sync.write_through import WriteThrough
@@ -29,4 +30,7 @@ __all__ = [
     "WriteThrough",
     "__version__",
     "cached",
+    "connect",
+    "embedded_server",
+    "replica_client",
 ]

@@ -89,7 +89,11 @@ async def test_json_handles_datetimes_dataclasses_uuids(client: Any) -> None:
     moment = datetime.datetime(2026, 11, 26, 5, 0, tzinfo=datetime.UTC)
     ident = uuid.UUID(int=7)
     await cache.set("v", {"at": moment, "p": Point(1, 2), "id": ident})
-    assert await cache.get("v") == {"at": moment.isoformat(), "p": {"x": 1, "y": 2}, "id": str(ident)}
+    assert await cache.get("v") == {
+        "at": moment.isoformat(),
+        "p": {"x": 1, "y": 2},
+        "id": str(ident),
+    }
 
 
 @pytest.mark.parametrize("serializer", ["msgpack", "pickle"])
@@ -312,19 +316,21 @@ async def test_falls_back_to_the_fetcher_when_redis_is_down(unused_tcp_port: int
 
 
 async def test_early_refresh_recomputes_before_expiry(client: Any) -> None:
-    cache = CacheAside(client, "xfetch", ttl=2, beta=1.0)
+    # XFetch refreshes when -delta * beta * ln(U) >= time left. With U drawn near 0 every
+    # time, a 300 ms recompute refreshes once ~2 s remain, and a 0 ms one never does.
+    cache = CacheAside(client, "xfetch", ttl=10, beta=1.0, rng=lambda: 0.9999)
     slow = Counter("v1", delay=0.3)
     assert await cache.get_or_fetch("k", slow) == "v1"
     assert slow.calls == 1
     newer = Counter("v2")
-    # With a 300 ms recompute time and 2 s to live, each read refreshes early with probability
-    # exp(-remaining/300ms); once under a second is left, 40 reads all miss it with p < 1e-7.
-    await client.pexpire("xfetch:{k}", 900)
-    results = [await cache.get_or_fetch("k", newer) for _ in range(40)]
+    assert await cache.get_or_fetch("k", newer) == "v1"
+    assert newer.calls == 0, "10 s left: too early to refresh"
+    await client.pexpire("xfetch:{k}", 1500)
+    results = [await cache.get_or_fetch("k", newer) for _ in range(10)]
     assert newer.calls == 1, "exactly one early refresh"
     assert results[0] == "v1"
     assert await cache.get("k") == "v2"
-    assert await client.pttl("xfetch:{k}") > 1500
+    assert await client.pttl("xfetch:{k}") > 9000
 
 
 async def test_cached_decorator(client: Any) -> None:

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy.schema import CreateTable
 
 from redkit.asyncio import CacheAside, WriteThrough
 from redkit.errors import SerializationError
@@ -27,14 +28,18 @@ users = sa.Table(
 
 
 class SlowReads(AsyncSQLAlchemyRepository):
-    """The real repository, with reads that take ``read_delay`` seconds (to widen races)."""
+    """The real repository, with reads that take ``read_delay`` seconds plus up to ``jitter``
+    more (to widen the races between a read and the writes around it)."""
 
     read_delay = 0.0
+    jitter = 0.0
+    rng = random.Random(11)
 
     async def find_by_id(self, id: Any) -> Any:
         row = await super().find_by_id(id)
-        if self.read_delay:
-            await pause(self.read_delay)
+        delay = self.read_delay + self.jitter * self.rng.random()
+        if delay:
+            await pause(delay)
         return row
 
 
@@ -42,7 +47,7 @@ class SlowReads(AsyncSQLAlchemyRepository):
 async def repo(tmp_path: Path) -> AsyncIterator[SlowReads]:
     engine = create_async_engine(f"sqlite+aiosqlite:///{tmp_path}/users.db")
     async with engine.begin() as conn:
-        await conn.run_sync(metadata.create_all)
+        await conn.execute(CreateTable(users))
     yield SlowReads(engine, users)
     await engine.dispose()
 
@@ -86,8 +91,8 @@ async def test_slow_reader_cannot_overwrite_a_newer_write(client: Any, repo: Slo
             await store.get(1)
         else:
             await pause(0.1)
-            await store.update(1, {"name": "v1"})
             repo.read_delay = 0.0
+            await store.update(1, {"name": "v1"})
 
     await run_concurrently(2, actor)
     assert (await repo.find_by_id(1))["name"] == "v1"
@@ -100,6 +105,7 @@ async def test_concurrent_updates_never_leave_the_cache_older_than_the_database(
 ) -> None:
     await repo.create({"id": 1, "name": "start", "score": 0})
     store = WriteThrough(client, "wt", repo)
+    repo.jitter = 0.03
     rng = random.Random(7)
     plans = [[rng.random() * 0.02 for _ in range(6)] for _ in range(12)]
 
@@ -123,12 +129,17 @@ async def test_unserialisable_entity_is_refused_after_invalidating(
 ) -> None:
     engine = create_async_engine(f"sqlite+aiosqlite:///{tmp_path}/blobs.db")
     blobs = sa.Table(
-        "blobs", sa.MetaData(), sa.Column("id", sa.Integer, primary_key=True), sa.Column("data", sa.LargeBinary)
+        "blobs",
+        sa.MetaData(),
+        sa.Column("id", sa.Integer, primary_key=True),
+        sa.Column("data", sa.LargeBinary),
     )
     async with engine.begin() as conn:
-        await conn.run_sync(blobs.metadata.create_all)
+        await conn.execute(CreateTable(blobs))
     try:
-        store = WriteThrough(client, "blob", AsyncSQLAlchemyRepository(engine, blobs), max_value_size=64)
+        store = WriteThrough(
+            client, "blob", AsyncSQLAlchemyRepository(engine, blobs), max_value_size=64
+        )
         await CacheAside(client, "blob").set(1, "stale")
         with pytest.raises(SerializationError):
             await store.create({"id": 1, "data": b"\x00" * 10})

@@ -38,6 +38,7 @@ Fetcher = Callable[[], Any] | Callable[[], Awaitable[Any]]
 _GET_OR_LOCK = script("cache_get_or_lock")
 _FILL = script("cache_fill")
 _SET = script("cache_set")
+_INVALIDATE = script("cache_invalidate")
 _GET_WITH_TTL = script("cache_get_with_ttl")
 _COMPARE_AND_DELETE = script("compare_and_delete")
 
@@ -55,6 +56,7 @@ class CacheAside:
     ``on_error``: when Redis is unreachable, ``"fallback"`` serves reads from the fetcher (and
     ``get`` reports a miss) while ``"raise"`` raises BackendUnavailable. Writes (``set``,
     ``invalidate``) always raise: a silently failed invalidation would leave stale data.
+    ``clock`` and ``rng`` (uniform in [0, 1)) are seams for tests.
     """
 
     def __init__(
@@ -73,6 +75,7 @@ class CacheAside:
         lock_wait: float = 5.0,
         on_error: OnError = "fallback",
         clock: Clock = SYSTEM_CLOCK,
+        rng: Callable[[], float] = random.random,
     ) -> None:
         if on_error not in ("fallback", "raise"):
             raise ConfigurationError(f"on_error must be 'fallback' or 'raise', got {on_error!r}")
@@ -94,6 +97,7 @@ class CacheAside:
         self.lock_wait = non_negative(lock_wait, "lock_wait")
         self.on_error: OnError = on_error
         self.clock = clock
+        self.rng = rng
         self.stats = CacheStats()
         self._cluster = isinstance(client, RedisCluster)
         self._reader = AsyncReadBatcher(client, cluster=self._cluster)
@@ -201,7 +205,7 @@ class CacheAside:
         pipe = self.client.pipeline(transaction=False)
         for key, payload, ttl_ms in entries:
             self._reader.forget(key)
-            pipe.unlink(companion(key, "lock"))
+            pipe.execute_command("UNLINK", companion(key, "lock"))
             pipe.set(key, payload, px=ttl_ms)
         try:
             await pipe.execute()
@@ -212,14 +216,7 @@ class CacheAside:
         """Remove ``id``'s entry and revoke any fill in progress; whether an entry existed."""
         key = self.keys.key(id)
         self._reader.forget(key)
-        try:
-            pipe = self.client.pipeline(transaction=False)
-            pipe.unlink(key)
-            pipe.unlink(companion(key, "lock"))
-            removed, _ = await pipe.execute()
-        except REDIS_ERRORS as exc:
-            raise translate(exc) from exc
-        return bool(removed)
+        return bool(await run_script(self.client, _INVALIDATE, [key, companion(key, "lock")]))
 
     async def invalidate_pattern(self, pattern: str) -> int:
         """Remove the entries whose id matches glob ``pattern``; how many were removed.
@@ -364,7 +361,7 @@ class CacheAside:
     def _should_refresh(self, delta_ms: int, remaining_ms: int) -> bool:
         """XFetch (Vattani et al.): refresh when -delta*beta*ln(U) reaches the time left."""
         assert self.beta is not None
-        return -delta_ms * self.beta * math.log(1.0 - random.random()) >= remaining_ms
+        return -delta_ms * self.beta * math.log(1.0 - self.rng()) >= remaining_ms
 
     async def _refresh_early(self, key: str, fetcher: Fetcher, ttl_ms: int) -> None:
         """Recompute a hot entry before it expires, if no other caller is already doing it."""
@@ -410,4 +407,3 @@ class CacheAside:
         if len(self._corrupt_logged) < _MAX_CORRUPT_LOGGED:
             self._corrupt_logged.add(key)
         logger.warning("corrupt cache entry %s treated as a miss: %s", key, exc)
-

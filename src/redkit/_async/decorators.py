@@ -46,9 +46,7 @@ def cached(
 
         @functools.wraps(fn)
         async def wrapper(*args: Any, **kwargs: Any) -> Any:
-            return await cache.get_or_fetch(
-                id_of(args, kwargs), lambda: fn(*args, **kwargs), ttl
-            )
+            return await cache.get_or_fetch(id_of(args, kwargs), lambda: fn(*args, **kwargs), ttl)
 
         async def invalidate(*args: Any, **kwargs: Any) -> bool:
             return await cache.invalidate(id_of(args, kwargs))

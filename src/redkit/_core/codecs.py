@@ -59,7 +59,7 @@ def _reject(value: Any) -> Any:
 
 
 class JsonSerializer:
-    """JSON through orjson: dicts, lists, str, numbers, bool, None, datetimes, dataclasses, UUIDs."""
+    """JSON via orjson: dicts, lists, str, numbers, bool, None, datetimes, dataclasses, UUIDs."""
 
     name = "json"
     loads = staticmethod(orjson.loads)
@@ -127,7 +127,7 @@ class PickleSerializer:
             ) from exc
 
     def loads(self, data: bytes) -> Any:
-        return pickle.loads(data)  # noqa: S301 - chosen explicitly by the user
+        return pickle.loads(data)
 
 
 SERIALIZERS: dict[str, type[Serializer]] = {
@@ -155,15 +155,20 @@ def resolve_serializer(serializer: SerializerName | Serializer) -> Serializer:
             raise ConfigurationError(
                 f"unknown serializer {serializer!r}; choose one of {sorted(SERIALIZERS)}"
             ) from None
-    if not (callable(getattr(serializer, "dumps", None)) and callable(getattr(serializer, "loads", None))):
-        raise ConfigurationError("a serializer needs dumps(value) -> bytes and loads(bytes) methods")
+    if not (
+        callable(getattr(serializer, "dumps", None))
+        and callable(getattr(serializer, "loads", None))
+    ):
+        raise ConfigurationError(
+            "a serializer needs dumps(value) -> bytes and loads(bytes) methods"
+        )
     return serializer
 
 
 class Codec:
     """Encodes entries (header + payload) and decodes them, enforcing size limits."""
 
-    __slots__ = ("compress_level", "compress_threshold", "max_value_size", "serializer", "_loads")
+    __slots__ = ("_loads", "compress_level", "compress_threshold", "max_value_size", "serializer")
 
     def __init__(
         self,

@@ -34,7 +34,9 @@ class KeySpace:
                 f"prefix {prefix!r} contains a brace; redkit places the hash tag itself "
                 "(around the id) so that an entry and its companion keys share a Cluster slot"
             )
-        if version is not None and (isinstance(version, bool) or not isinstance(version, int | str)):
+        if version is not None and (
+            isinstance(version, bool) or not isinstance(version, int | str)
+        ):
             raise InvalidKey(f"version must be an int or str, got {type(version).__name__}")
         self.prefix = prefix
         self.version = version

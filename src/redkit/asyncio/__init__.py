@@ -7,6 +7,7 @@
 """
 
 from redkit._async.cache_aside import CacheAside
+from redkit._async.connection import connect, embedded_server, replica_client
 from redkit._async.decorators import cached
 from redkit._async.repository import Repository
 from redkit._async.write_through import WriteThrough
@@ -23,4 +24,7 @@ __all__ = [
     "Serializer",
     "WriteThrough",
     "cached",
+    "connect",
+    "embedded_server",
+    "replica_client",
 ]

@@ -1,0 +1,1 @@
+"""Adapters between redkit and other frameworks: SQLAlchemy repositories, and more to come."""

@@ -1,0 +1,369 @@
+"""connect() on real servers: every topology, options, event hooks, embedded:// (sync twin generated)."""
+
+from __future__ import annotations
+
+import logging
+import socket
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+from redis.asyncio import Redis
+from redis.asyncio.cluster import RedisCluster
+from redis.exceptions import ConnectionError as RedisConnectionError
+
+from redkit._async.connection import connect, embedded_server, replica_client
+from redkit._core.backoff import Backoff
+from redkit._core.urls import ConnectionEvent
+from redkit.embedded import EmbeddedServer
+from redkit.errors import ConfigurationError
+
+TOPOLOGY_SERVERS = ["standalone_server", "cluster_server", "sentinel_server"]
+
+
+def _key() -> str:
+    return f"redkit-test:{uuid.uuid4().hex}"
+
+
+def _closed_port() -> int:
+    """A loopback port nobody listens on (bound then released; connections are refused)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.mark.parametrize("server_name", TOPOLOGY_SERVERS)
+async def test_set_get_on_every_topology(server_name: str, request: pytest.FixtureRequest) -> None:
+    server: EmbeddedServer = request.getfixturevalue(server_name)
+    client = connect(server.url)
+    try:
+        if server_name == "cluster_server":
+            assert isinstance(client, RedisCluster)
+        else:
+            assert isinstance(client, Redis)
+        key = _key()
+        assert await client.set(key, "value", ex=60)
+        assert await client.get(key) == b"value"  # bytes: decode_responses is off by default
+        await client.delete(key)
+        assert await client.get(key) is None
+    finally:
+        await client.aclose()
+
+
+async def test_sentinel_client_talks_to_the_master(sentinel_server: EmbeddedServer) -> None:
+    client = connect(sentinel_server.url)
+    try:
+        info = await client.info("replication")
+        assert info["role"] == "master"
+        assert int(info["connected_slaves"]) >= 1
+    finally:
+        await client.aclose()
+
+
+@pytest.mark.parametrize("server_name", TOPOLOGY_SERVERS)
+async def test_client_name_is_visible(server_name: str, request: pytest.FixtureRequest) -> None:
+    server: EmbeddedServer = request.getfixturevalue(server_name)
+    name = f"redkit-{uuid.uuid4().hex[:8]}"
+    client = connect(server.url, client_name=name)
+    try:
+        assert await client.client_getname() == name
+        if server_name != "cluster_server":
+            listing = await client.client_list()
+            assert name in [entry["name"] for entry in listing]
+    finally:
+        await client.aclose()
+
+
+async def test_client_name_from_the_url(standalone_server: EmbeddedServer) -> None:
+    client = connect(standalone_server.url + "?client_name=from-url&decode_responses=true")
+    try:
+        assert await client.client_getname() == "from-url"  # decoded: str
+    finally:
+        await client.aclose()
+
+
+async def test_options_reach_the_connections(standalone_server: EmbeddedServer) -> None:
+    backoff = Backoff.exponential(base=0.01, cap=0.1)
+    client = connect(
+        standalone_server.url,
+        retries=5,
+        backoff=backoff,
+        socket_timeout=3.5,
+        socket_connect_timeout=1.25,
+        health_check_interval=7,
+        max_connections=4,
+    )
+    try:
+        assert isinstance(client, Redis)
+        pool = client.connection_pool
+        assert pool.max_connections == 4
+        conn = await pool.get_connection()
+        try:
+            assert conn.retry.get_retries() == 5
+            assert conn.retry._backoff is backoff
+            assert conn.socket_timeout == 3.5
+            assert conn.socket_connect_timeout == 1.25
+            assert conn.health_check_interval == 7
+        finally:
+            await pool.release(conn)
+    finally:
+        await client.aclose()
+
+
+async def test_cluster_options(cluster_server: EmbeddedServer) -> None:
+    client = connect(cluster_server.url, max_redirections=4, read_from_replicas=True)
+    try:
+        assert isinstance(client, RedisCluster)
+        assert client.RedisClusterRequestTTL == 4
+        assert replica_client(client) is client
+        key = _key()
+        await client.set(key, "x", ex=60)
+        # the test cluster has no replicas: reads fall back to the primaries
+        assert await client.get(key) == b"x"
+    finally:
+        await client.aclose()
+
+
+async def test_sentinel_replica_client(sentinel_server: EmbeddedServer) -> None:
+    client = connect(sentinel_server.url, read_from_replicas=True, client_name="reader")
+    replica = replica_client(client)
+    try:
+        assert replica_client(client) is replica  # made once, cached
+        info = await replica.info("replication")
+        assert info["role"] == "slave"
+        assert await replica.client_getname() == "reader"
+    finally:
+        await replica.aclose()
+        await client.aclose()
+
+
+async def test_replica_client_needs_replicas(
+    standalone_server: EmbeddedServer, cluster_server: EmbeddedServer
+) -> None:
+    client = connect(standalone_server.url)
+    try:
+        with pytest.raises(ConfigurationError, match="sentinel"):
+            replica_client(client)
+    finally:
+        await client.aclose()
+    cluster = connect(cluster_server.url)
+    try:
+        with pytest.raises(ConfigurationError, match="read_from_replicas"):
+            replica_client(cluster)
+    finally:
+        await cluster.aclose()
+
+
+async def test_on_connect_and_on_close_fire(standalone_server: EmbeddedServer) -> None:
+    events: list[ConnectionEvent] = []
+    client = connect(
+        standalone_server.url,
+        client_name="hooked",
+        on_connect=events.append,
+        on_close=events.append,
+    )
+    assert events == []  # lazy: nothing connects before the first command
+    await client.ping()
+    assert [e.kind for e in events] == ["connect"]
+    event = events[0]
+    assert (event.host, event.port) == ("127.0.0.1", standalone_server.port)
+    assert event["port"] == standalone_server.port
+    assert event.error is None
+    assert event.client_name == "hooked"
+    await client.ping()
+    assert len(events) == 1  # the pooled connection is reused
+    await client.aclose()
+    assert [e.kind for e in events] == ["connect", "close"]
+    assert events[1].port == standalone_server.port
+
+
+async def test_hooks_fire_on_cluster_and_sentinel(
+    cluster_server: EmbeddedServer, sentinel_server: EmbeddedServer
+) -> None:
+    for server in (cluster_server, sentinel_server):
+        connected: list[ConnectionEvent] = []
+        client = connect(server.url, on_connect=connected.append)
+        try:
+            await client.set(_key(), "v", ex=60)
+            assert connected, server.url
+            assert all(e.kind == "connect" and e.port for e in connected)
+            data_ports = set(server.ports)
+            assert {e.port for e in connected} <= data_ports  # data nodes, not sentinels
+        finally:
+            await client.aclose()
+
+
+async def test_connect_logs(standalone_server: EmbeddedServer, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG, logger="redkit.connection")
+    client = connect(standalone_server.url)
+    await client.ping()
+    await client.aclose()
+    messages = [r.getMessage() for r in caplog.records if r.name == "redkit.connection"]
+    address = f"127.0.0.1:{standalone_server.port}"
+    assert any("connected" in m and address in m for m in messages)
+    assert any("closed" in m and address in m for m in messages)
+
+
+async def test_on_error_fires_and_logs_when_nothing_listens(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="redkit.connection")
+    port = _closed_port()
+    errors: list[ConnectionEvent] = []
+    connects: list[ConnectionEvent] = []
+    client = connect(
+        f"redis://127.0.0.1:{port}/0",
+        retries=2,
+        backoff=Backoff.exponential(base=0.001, cap=0.002),
+        on_error=errors.append,
+        on_connect=connects.append,
+    )
+    try:
+        with pytest.raises(RedisConnectionError):
+            await client.ping()
+    finally:
+        await client.aclose()
+    assert connects == []
+    assert len(errors) == 3  # the first attempt and two retries
+    for event in errors:
+        assert event.kind == "error"
+        assert (event.host, event.port) == ("127.0.0.1", port)
+        assert isinstance(event.error, (RedisConnectionError, OSError))
+    warnings = [
+        r
+        for r in caplog.records
+        if r.name == "redkit.connection" and r.levelno == logging.WARNING
+    ]
+    assert warnings
+    assert f"127.0.0.1:{port}" in warnings[0].getMessage()
+
+
+async def test_retries_zero_tries_once() -> None:
+    port = _closed_port()
+    errors: list[ConnectionEvent] = []
+    client = connect(f"redis://127.0.0.1:{port}/0", retries=0, on_error=errors.append)
+    try:
+        with pytest.raises(RedisConnectionError):
+            await client.get("k")
+    finally:
+        await client.aclose()
+    assert len(errors) == 1
+
+
+async def test_a_failing_callback_does_not_break_the_client(
+    standalone_server: EmbeddedServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    def explode(event: Any) -> None:
+        raise RuntimeError("observer bug")
+
+    client = connect(standalone_server.url, on_connect=explode)
+    try:
+        assert await client.ping()
+    finally:
+        await client.aclose()
+    assert any("callback failed" in r.getMessage() for r in caplog.records)
+
+
+async def test_unix_socket(tmp_path: Path, server_kind: str) -> None:
+    sock = tmp_path / "r.sock"
+    with EmbeddedServer(binary=server_kind, config={"unixsocket": str(sock)}) as server:
+        events: list[ConnectionEvent] = []
+        client = connect(f"unix://{sock}?db=2", on_connect=events.append)
+        try:
+            key = _key()
+            await client.set(key, "over-unix")
+            assert await client.get(key) == b"over-unix"
+            assert events and events[0].path == str(sock)
+            # db=2 was selected: the key is not in db 0
+            other = connect(server.url)
+            try:
+                assert await other.get(key) is None
+            finally:
+                await other.aclose()
+        finally:
+            await client.aclose()
+
+
+async def test_url_from_environment(
+    standalone_server: EmbeddedServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("REDIS_URL", standalone_server.url)
+    client = connect()
+    try:
+        assert await client.ping()
+        assert isinstance(client, Redis)
+        kwargs = client.connection_pool.connection_kwargs
+        assert kwargs["port"] == standalone_server.port
+    finally:
+        await client.aclose()
+
+
+async def test_env_parts(standalone_server: EmbeddedServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("REDIS_URL", raising=False)
+    monkeypatch.setenv("REDIS_HOST", "127.0.0.1")
+    monkeypatch.setenv("REDIS_PORT", str(standalone_server.port))
+    monkeypatch.setenv("REDIS_DB", "3")
+    client = connect()
+    try:
+        key = _key()
+        await client.set(key, "db3", ex=60)
+        assert (await client.client_info())["db"] == 3
+    finally:
+        await client.aclose()
+
+
+async def test_unknown_option_raises_before_connecting() -> None:
+    with pytest.raises(ConfigurationError) as info:
+        connect("redis://127.0.0.1:1/0", retry=3)
+    assert "retry" in str(info.value)
+    assert "retries" in str(info.value)  # lists the valid options
+
+
+async def test_bad_url_raises_configuration_error() -> None:
+    with pytest.raises(ConfigurationError, match=r"redis\+sentinel://:\*\*\*@h"):
+        connect("redis+sentinel://:hunter2@h")
+
+
+async def test_embedded_starts_and_stops() -> None:
+    client = connect("embedded://", client_name="emb")
+    server = embedded_server(client)
+    assert server is not None
+    url = server.url
+    try:
+        assert server.running
+        assert await client.ping()
+        assert await client.client_getname() == "emb"
+    finally:
+        await client.aclose()
+        server.stop()
+    assert not server.running
+    again = connect(url, retries=0)
+    try:
+        with pytest.raises(RedisConnectionError):
+            await again.ping()
+    finally:
+        await again.aclose()
+
+
+async def test_embedded_cluster() -> None:
+    client = connect("embedded://?cluster=3")
+    server = embedded_server(client)
+    try:
+        assert isinstance(client, RedisCluster)
+        assert server is not None and len(server.ports) == 3
+        for i in range(10):
+            await client.set(f"k{i}", i)
+        assert await client.get("k7") == b"7"
+    finally:
+        await client.aclose()
+        if server is not None:
+            server.stop()
+
+
+async def test_other_urls_start_no_server(standalone_server: EmbeddedServer) -> None:
+    client = connect(standalone_server.url)
+    try:
+        assert embedded_server(client) is None
+    finally:
+        await client.aclose()

@@ -1,0 +1,513 @@
+"""URL parsing, environment fallbacks, option validation and backoff shape: no server needed."""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import random
+
+import pytest
+from redis.asyncio.retry import Retry as AsyncRetry
+from redis.backoff import AbstractBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.retry import Retry
+
+from redkit._core.backoff import Backoff, retry_policy
+from redkit._core.urls import (
+    ConnectionEvent,
+    ConnectionSpec,
+    ConnectOptions,
+    mask_url,
+    parse_url,
+    resolve_options,
+    resolve_spec,
+)
+from redkit.errors import ConfigurationError
+
+# --------------------------------------------------------------------------- good URLs
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        (
+            "redis://localhost:6379/0",
+            dict(kind="standalone", hosts=(("localhost", 6379),), db=0, ssl=False),
+        ),
+        ("redis://example.com", dict(kind="standalone", hosts=(("example.com", 6379),), db=0)),
+        ("redis://h:7000/5", dict(hosts=(("h", 7000),), db=5)),
+        ("redis://h/", dict(hosts=(("h", 6379),), db=0)),
+        ("redis://h?db=3", dict(db=3)),
+        ("REDIS://H:1/2", dict(kind="standalone", hosts=(("H", 1),), db=2)),
+        (
+            "redis://:s3cret@h:6380/1",
+            dict(username=None, password="s3cret", hosts=(("h", 6380),), db=1),
+        ),
+        ("redis://alice:p%40ss%3Aw@h", dict(username="alice", password="p@ss:w")),
+        ("redis://alice@h", dict(username="alice", password=None)),
+        ("redis://[::1]:6390/0", dict(hosts=(("::1", 6390),))),
+        ("redis://[::1]", dict(hosts=(("::1", 6379),))),
+        ("rediss://h:6380/0", dict(kind="standalone", ssl=True, hosts=(("h", 6380),))),
+        (
+            "unix:///var/run/redis.sock?db=2",
+            dict(kind="standalone", path="/var/run/redis.sock", db=2, hosts=()),
+        ),
+        ("unix:///tmp/r.sock", dict(path="/tmp/r.sock", db=0)),
+        ("unix://:pw@/tmp/r.sock", dict(path="/tmp/r.sock", password="pw")),
+        ("unix:///tmp/r.sock?password=pw", dict(path="/tmp/r.sock", password="pw")),
+        (
+            "redis+cluster://a:7000,b:7001,[::1]:7002",
+            dict(kind="cluster", hosts=(("a", 7000), ("b", 7001), ("::1", 7002)), db=0),
+        ),
+        ("redis+cluster://a:7000/0", dict(kind="cluster", hosts=(("a", 7000),))),
+        ("redis+cluster://a", dict(kind="cluster", hosts=(("a", 6379),))),
+        ("rediss+cluster://u:p@a:7000", dict(kind="cluster", ssl=True, password="p")),
+        (
+            "redis+sentinel://s1:26379,s2:26380/mymaster",
+            dict(kind="sentinel", hosts=(("s1", 26379), ("s2", 26380)), master="mymaster", db=0),
+        ),
+        ("redis+sentinel://s1/mymaster", dict(hosts=(("s1", 26379),), master="mymaster")),
+        ("redis+sentinel://s1/mymaster/", dict(master="mymaster", db=0)),
+        ("redis+sentinel://:pw@s1,s2/mm/4", dict(master="mm", db=4, password="pw")),
+        (
+            "redis+sentinel://s1/mm?sentinel_password=spw&sentinel_username=su",
+            dict(master="mm", sentinel_password="spw", sentinel_username="su", password=None),
+        ),
+        ("rediss+sentinel://s1/mm", dict(kind="sentinel", ssl=True)),
+        ("embedded://", dict(kind="embedded", embedded_cluster=0, embedded_sentinel=False)),
+        ("embedded://?cluster=3", dict(kind="embedded", embedded_cluster=3)),
+        ("embedded://?sentinel=true", dict(kind="embedded", embedded_sentinel=True)),
+        ("embedded:///", dict(kind="embedded")),
+    ],
+)
+def test_parse_url(url: str, expected: dict[str, object]) -> None:
+    spec = parse_url(url)
+    for name, value in expected.items():
+        assert getattr(spec, name) == value, name
+
+
+def test_query_options_are_typed() -> None:
+    spec = parse_url(
+        "redis://h/0?socket_timeout=1.5&socket_connect_timeout=none&retries=7"
+        "&read_from_replicas=false&client_name=web-1&decode_responses=yes&max_connections=20"
+        "&health_check_interval=30&ssl_cert_reqs=none"
+    )
+    assert spec.options == {
+        "socket_timeout": 1.5,
+        "socket_connect_timeout": None,
+        "retries": 7,
+        "read_from_replicas": False,
+        "client_name": "web-1",
+        "decode_responses": True,
+        "max_connections": 20,
+        "health_check_interval": 30.0,
+        "ssl_cert_reqs": "none",
+    }
+
+
+def test_spec_is_frozen_and_hides_passwords_in_repr() -> None:
+    spec = parse_url("redis+sentinel://:topsecret@s1/mm?sentinel_password=alsosecret")
+    with pytest.raises(AttributeError):
+        spec.db = 3  # type: ignore[misc]
+    assert "topsecret" not in repr(spec)
+    assert "alsosecret" not in repr(spec)
+    assert "topsecret" not in spec.url and "alsosecret" not in spec.url
+    same = parse_url("redis+sentinel://:topsecret@s1/mm?sentinel_password=alsosecret")
+    assert spec == same and hash(spec) == hash(same)
+    assert spec != parse_url("redis+sentinel://:topsecret@s1/mm?sentinel_password=x")
+
+
+def test_address() -> None:
+    assert parse_url("redis+cluster://a:1,[::1]:2").address == "a:1,[::1]:2"
+    assert parse_url("unix:///tmp/x.sock").address == "/tmp/x.sock"
+
+
+# --------------------------------------------------------------------------- bad URLs
+
+
+@pytest.mark.parametrize(
+    ("url", "fragment"),
+    [
+        ("", "empty URL"),
+        ("localhost:6379", "missing scheme"),
+        ("http://h:80", "unknown scheme 'http://'"),
+        ("memcached://h", "unknown scheme"),
+        ("redis://", "missing host"),
+        ("redis://:6379/0", "missing host"),
+        ("redis://h:notaport", "bad port 'notaport'"),
+        ("redis://h:0", "bad port '0'"),
+        ("redis://h:65536", "bad port '65536'"),
+        ("redis://h:", "bad port ''"),
+        ("redis://h/abc", "db 'abc' is not a non-negative integer"),
+        ("redis://h/-1", "db '-1'"),
+        ("redis://h/1/2", "unexpected path"),
+        ("redis://h?db=x", "db 'x'"),
+        ("redis://h/1?db=2", "db given both"),
+        ("redis://a:1,b:2", "takes one host"),
+        ("redis://::1:6379", "must be in brackets"),
+        ("redis://[::1:6379", "IPv6"),
+        ("redis://h?bogus=1", "unknown option bogus"),
+        ("redis://h?socket_timeout=soon", "socket_timeout='soon'"),
+        ("redis://h?socket_timeout=0", "socket_timeout='0'"),
+        ("redis://h?retries=-1", "retries='-1'"),
+        ("redis://h?read_from_replicas=maybe", "read_from_replicas='maybe'"),
+        ("redis://h?client_name=two words", "client_name='two words'"),
+        ("redis://h?retries=1&retries=2", "given twice"),
+        ("redis://h#frag", "fragment"),
+        ("redis://h?on_connect=x", "unknown option on_connect"),
+        ("redis+cluster://a:1,,b:2", "empty entry"),
+        ("redis+cluster://a:1/3", "only db 0"),
+        ("redis+cluster://", "missing host"),
+        ("redis+sentinel://s1:26379", "missing master name"),
+        ("redis+sentinel://s1:26379/", "missing master name"),
+        ("redis+sentinel://s1/mm/x", "db 'x'"),
+        ("redis+sentinel://s1/mm/0/extra", "unexpected path"),
+        ("redis+sentinel://s1:bad/mm", "bad port 'bad'"),
+        ("unix://", "missing socket path"),
+        ("unix://host/tmp/x.sock", "unix:// takes no host"),
+        ("unix://:a@/x.sock?password=b", "password given both"),
+        ("embedded://somehost", "takes no host"),
+        ("embedded://?cluster=x", "cluster='x'"),
+        ("embedded://?cluster=3&sentinel=1", "not both"),
+        ("embedded:///data", "unexpected path"),
+    ],
+)
+def test_bad_url(url: str, fragment: str) -> None:
+    with pytest.raises(ConfigurationError) as info:
+        parse_url(url)
+    message = str(info.value)
+    assert fragment in message
+    assert repr(mask_url(url)) in message  # names the URL
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "redis://:hunter2@h:notaport/0",
+        "redis://bob:hunter2@h/zzz",
+        "rediss://bob:hunter2@h?bogus=1",
+        "redis+sentinel://:hunter2@s1",
+        "redis+cluster://u:hunter2@a:1/5",
+        "redis://h/x?password=hunter2",
+        "redis+sentinel://s1/mm/x?sentinel_password=hunter2",
+        "unix://:hunter2@/x.sock?db=q",
+        "http://:hunter2@h",
+    ],
+)
+def test_password_masked_in_errors(url: str) -> None:
+    with pytest.raises(ConfigurationError) as info:
+        parse_url(url)
+    assert "hunter2" not in str(info.value)
+    assert "***" in str(info.value)
+
+
+def test_mask_url() -> None:
+    assert mask_url("redis://u:pw@h:1/0") == "redis://u:***@h:1/0"
+    assert mask_url("redis://:p/w@h:1/0") == "redis://:***@h:1/0"
+    assert mask_url("redis://h:1/0") == "redis://h:1/0"
+    assert mask_url("redis://u@h") == "redis://u@h"
+    assert mask_url("unix:///tmp/a@b.sock") == "unix:///tmp/a@b.sock"
+    assert mask_url("redis://h?password=x&db=1") == "redis://h?password=***&db=1"
+    assert mask_url("redis+sentinel://s/m?sentinel_password=x") == (
+        "redis+sentinel://s/m?sentinel_password=***"
+    )
+
+
+def test_not_a_string() -> None:
+    with pytest.raises(ConfigurationError, match="must be a string"):
+        parse_url(6379)  # type: ignore[arg-type]
+
+
+# --------------------------------------------------------------------------- environment
+
+
+def test_env_redis_url(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("REDIS_URL", "redis+cluster://a:7000,b:7001")
+    monkeypatch.setenv("REDIS_HOST", "ignored")
+    spec = resolve_spec(None)
+    assert spec.kind == "cluster"
+    assert spec.hosts == (("a", 7000), ("b", 7001))
+
+
+def test_env_parts(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("REDIS_URL", raising=False)
+    monkeypatch.setenv("REDIS_HOST", "cache.internal")
+    monkeypatch.setenv("REDIS_PORT", "6380")
+    monkeypatch.setenv("REDIS_PASSWORD", "p@ss/word")
+    monkeypatch.setenv("REDIS_DB", "4")
+    spec = resolve_spec()
+    assert (spec.kind, spec.hosts, spec.db, spec.password) == (
+        "standalone",
+        (("cache.internal", 6380),),
+        4,
+        "p@ss/word",
+    )
+    assert "p@ss" not in spec.url
+
+
+@pytest.mark.parametrize(
+    ("env", "expected"),
+    [
+        ({"REDIS_HOST": "h"}, (("h", 6379), 0, None)),
+        ({"REDIS_PORT": "7000"}, (("localhost", 7000), 0, None)),
+        ({"REDIS_PASSWORD": "pw"}, (("localhost", 6379), 0, "pw")),
+        ({"REDIS_DB": "2"}, (("localhost", 6379), 2, None)),
+        ({"REDIS_HOST": "::1", "REDIS_PORT": "7000"}, (("::1", 7000), 0, None)),
+    ],
+)
+def test_env_any_part(
+    monkeypatch: pytest.MonkeyPatch, env: dict[str, str], expected: tuple[object, ...]
+) -> None:
+    for name in ("REDIS_URL", "REDIS_HOST", "REDIS_PORT", "REDIS_PASSWORD", "REDIS_DB"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    spec = resolve_spec()
+    assert (spec.hosts[0], spec.db, spec.password) == expected
+
+
+def test_env_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("REDIS_URL", "REDIS_HOST", "REDIS_PORT", "REDIS_PASSWORD", "REDIS_DB"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("REDIS_URL", "")  # empty counts as unset
+    spec = resolve_spec()
+    assert (spec.kind, spec.hosts, spec.db) == ("standalone", (("localhost", 6379),), 0)
+
+
+def test_explicit_url_beats_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("REDIS_URL", "redis://from-env:1/1")
+    assert resolve_spec("redis://explicit:2/2").hosts == (("explicit", 2),)
+
+
+def test_injected_environ() -> None:
+    assert resolve_spec(None, {"REDIS_URL": "redis://x:9/0"}).hosts == (("x", 9),)
+    assert resolve_spec(None, {}).hosts == (("localhost", 6379),)
+
+
+@pytest.mark.parametrize(
+    ("env", "fragment"),
+    [
+        ({"REDIS_PORT": "http"}, "bad port 'http'"),
+        ({"REDIS_DB": "one"}, "REDIS_DB 'one'"),
+        ({"REDIS_URL": "redis://:hunter2@h:x"}, "REDIS_URL"),
+    ],
+)
+def test_env_errors(env: dict[str, str], fragment: str) -> None:
+    with pytest.raises(ConfigurationError) as info:
+        resolve_spec(None, env)
+    assert fragment in str(info.value)
+    assert "hunter2" not in str(info.value)
+
+
+# --------------------------------------------------------------------------- options
+
+
+def _spec(url: str = "redis://h/0") -> ConnectionSpec:
+    return parse_url(url)
+
+
+def test_default_options() -> None:
+    opts = resolve_options(_spec(), {})
+    assert opts.retries == 3
+    assert opts.socket_timeout == 5.0
+    assert opts.socket_connect_timeout == 2.0
+    assert opts.decode_responses is False
+    assert opts.max_redirections == 16
+    assert isinstance(opts.backoff, Backoff)
+
+
+def test_unknown_option_lists_valid_ones() -> None:
+    with pytest.raises(ConfigurationError) as info:
+        resolve_options(_spec(), {"retry": 3, "timeout": 1})
+    message = str(info.value)
+    assert "unknown connect() options retry, timeout" in message
+    for valid in ("retries", "socket_timeout", "on_connect", "client_name", "backoff"):
+        assert valid in message
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("retries", -1),
+        ("retries", 1.5),
+        ("retries", True),
+        ("socket_timeout", 0),
+        ("socket_timeout", -2.0),
+        ("socket_timeout", "x"),
+        ("health_check_interval", None),
+        ("max_connections", 0),
+        ("max_redirections", 0),
+        ("client_name", "has space"),
+        ("client_name", ""),
+        ("read_from_replicas", "perhaps"),
+        ("on_connect", 42),
+        ("backoff", 0.5),
+        ("ssl_cert_reqs", "sometimes"),
+    ],
+)
+def test_invalid_option_value(name: str, value: object) -> None:
+    with pytest.raises(ConfigurationError, match=name):
+        resolve_options(_spec("redis+cluster://h:1"), {name: value})
+
+
+def test_keywords_override_query() -> None:
+    spec = _spec("redis://u:pw@h/0?socket_timeout=1&client_name=fromurl")
+    opts = resolve_options(spec, {"client_name": "fromkw", "password": "kwpw"})
+    assert opts.socket_timeout == 1.0
+    assert opts.client_name == "fromkw"
+    assert opts.password == "kwpw"
+    assert opts.username == "u"
+    assert resolve_options(spec, {}).password == "pw"
+
+
+def test_read_from_replicas_needs_replicas() -> None:
+    with pytest.raises(ConfigurationError, match="read_from_replicas"):
+        resolve_options(_spec("redis://h/0"), {"read_from_replicas": True})
+    assert resolve_options(_spec("redis+cluster://h:1"), {"read_from_replicas": True})
+    assert resolve_options(_spec("redis+sentinel://s/mm"), {"read_from_replicas": True})
+
+
+def test_ssl_kwargs() -> None:
+    opts = resolve_options(
+        _spec("rediss://h?ssl_cert_reqs=none"), {"ssl_ca_certs": "/ca.pem", "ssl_check_hostname": False}
+    )
+    assert opts.ssl_kwargs() == {
+        "ssl_cert_reqs": "none",
+        "ssl_ca_certs": "/ca.pem",
+        "ssl_check_hostname": False,
+    }
+    assert ConnectOptions().ssl_kwargs() == {}
+
+
+def test_event_reads_like_a_dict() -> None:
+    error = OSError("refused")
+    event = ConnectionEvent("error", "h", 1, error=error)
+    assert (event["host"], event["port"], event["error"]) == ("h", 1, error)
+    assert event.address == "h:1"
+    with pytest.raises(KeyError):
+        event["nope"]
+
+
+# --------------------------------------------------------------------------- backoff
+
+
+class _Seq:
+    """A deterministic random source: cycles through given values."""
+
+    def __init__(self, *values: float) -> None:
+        self._values = itertools.cycle(values)
+
+    def __call__(self) -> float:
+        return next(self._values)
+
+
+def test_default_backoff_shape() -> None:
+    top = Backoff.default(rng=_Seq(0.0))  # no jitter drawn: the ceiling itself
+    assert [round(top.compute(n), 6) for n in range(0, 6)] == [0.0, 0.05, 0.1, 0.15, 0.2, 0.25]
+    assert top.compute(40) == 2.0
+    assert top.compute(10_000) == 2.0
+    low = Backoff.default(rng=_Seq(0.999999))  # the most jitter: about 10% less
+    assert low.compute(1) == pytest.approx(0.045, abs=1e-6)
+    assert low.compute(100) == pytest.approx(1.8, abs=1e-5)
+    assert isinstance(top, AbstractBackoff)
+
+
+def test_default_backoff_jitter_is_bounded() -> None:
+    backoff = Backoff.default(rng=random.Random(7).random)
+    for n in range(1, 60):
+        ceiling = min(0.05 * n, 2.0)
+        delay = backoff.compute(n)
+        assert 0.9 * ceiling - 1e-12 <= delay <= ceiling
+
+
+def test_exponential_full_jitter() -> None:
+    backoff = Backoff.exponential(base=0.01, cap=1.0, rng=_Seq(0.5))
+    assert [backoff.compute(n) for n in range(1, 9)] == pytest.approx(
+        [0.005, 0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.5]
+    )
+    assert backoff.compute(5000) == 0.5  # no overflow, capped
+    assert [backoff.ceiling(n) for n in (1, 2, 3, 8, 100)] == [0.01, 0.02, 0.04, 1.0, 1.0]
+
+
+def test_equal_and_no_jitter() -> None:
+    equal = Backoff.exponential(base=0.1, cap=10, jitter="equal", rng=_Seq(0.0, 0.999999))
+    assert equal.compute(3) == pytest.approx(0.2)  # half of 0.4
+    assert equal.compute(3) == pytest.approx(0.4, abs=1e-6)
+    none = Backoff.exponential(base=0.1, cap=10, jitter="none", rng=_Seq(0.3))
+    assert [none.compute(n) for n in (1, 2, 3)] == pytest.approx([0.1, 0.2, 0.4])
+
+
+def test_full_jitter_spreads() -> None:
+    backoff = Backoff.exponential(base=1.0, cap=1.0, rng=random.Random(1).random)
+    delays = [backoff.compute(1) for _ in range(500)]
+    assert min(delays) < 0.1 and max(delays) > 0.9  # spread over [0, 1)
+    assert all(0 <= d < 1 for d in delays)
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"base": -1},
+        {"cap": "2"},
+        {"growth": "quadratic"},
+        {"jitter": "some"},
+        {"jitter": 1.5},
+        {"rng": 3},
+    ],
+)
+def test_backoff_rejects_bad_arguments(kwargs: dict[str, object]) -> None:
+    with pytest.raises(ConfigurationError):
+        Backoff(**kwargs)  # type: ignore[arg-type]
+
+
+def test_backoff_copies_share_the_random_source() -> None:
+    # redis-py deep-copies Retry (and its backoff) for every connection: copies must not
+    # replay one copied random sequence in lockstep.
+    backoff = Backoff.default()
+    assert copy.deepcopy(backoff) is backoff
+    assert copy.copy(backoff) is backoff
+
+
+def test_retry_policy() -> None:
+    backoff = Backoff.exponential()
+    retry = retry_policy(5, backoff)
+    assert isinstance(retry, Retry)
+    assert retry.get_retries() == 5
+    assert retry._backoff is backoff
+    assert RedisConnectionError in retry._supported_errors
+    assert RedisTimeoutError in retry._supported_errors
+    assert TimeoutError in retry._supported_errors  # socket.timeout
+    default = retry_policy()
+    assert default.get_retries() == 3 and isinstance(default._backoff, Backoff)
+    async_retry = retry_policy(2, backoff, AsyncRetry)
+    assert isinstance(async_retry, AsyncRetry)
+    assert set(async_retry._supported_errors) == {RedisConnectionError, RedisTimeoutError}
+    with pytest.raises(ConfigurationError, match="retries"):
+        retry_policy(-1)
+    with pytest.raises(ConfigurationError, match="backoff"):
+        retry_policy(1, 0.5)  # type: ignore[call-overload]
+
+
+def test_retry_policy_retries_then_gives_up() -> None:
+    delays: list[float] = []
+    backoff = Backoff.default(rng=_Seq(0.0))
+    retry = retry_policy(3, backoff)
+    calls = 0
+
+    def fail() -> None:
+        nonlocal calls
+        calls += 1
+        raise RedisConnectionError("down")
+
+    import redis.retry as redis_retry
+
+    original = redis_retry.sleep
+    redis_retry.sleep = delays.append  # type: ignore[assignment]
+    try:
+        with pytest.raises(RedisConnectionError):
+            retry.call_with_retry(fail, lambda error: None)
+    finally:
+        redis_retry.sleep = original
+    assert calls == 4  # the first try and 3 retries
+    assert delays == pytest.approx([0.05, 0.1, 0.15])
