@@ -1,7 +1,7 @@
 # The two commands a new user runs: `make demo` and `make test`.
 # Both create .venv and install everything they need on first use.
 
-PYTHON ?= $(shell command -v python3.13 || command -v python3.12 || command -v python3.11 || command -v python3)
+PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp

@@ -370,7 +370,8 @@ def test_read_from_replicas_needs_replicas() -> None:
 
 def test_ssl_kwargs() -> None:
     opts = resolve_options(
-        _spec("rediss://h?ssl_cert_reqs=none"), {"ssl_ca_certs": "/ca.pem", "ssl_check_hostname": False}
+        _spec("rediss://h?ssl_cert_reqs=none"),
+        {"ssl_ca_certs": "/ca.pem", "ssl_check_hostname": False},
     )
     assert opts.ssl_kwargs() == {
         "ssl_cert_reqs": "none",
@@ -489,10 +490,12 @@ def test_retry_policy() -> None:
         retry_policy(1, 0.5)  # type: ignore[call-overload]
 
 
-def test_retry_policy_retries_then_gives_up() -> None:
+def test_retry_policy_retries_then_gives_up(monkeypatch: pytest.MonkeyPatch) -> None:
+    import redis.retry as redis_retry
+
     delays: list[float] = []
-    backoff = Backoff.default(rng=_Seq(0.0))
-    retry = retry_policy(3, backoff)
+    monkeypatch.setattr(redis_retry, "sleep", delays.append)
+    retry = retry_policy(3, Backoff.default(rng=_Seq(0.0)))
     calls = 0
 
     def fail() -> None:
@@ -500,14 +503,7 @@ def test_retry_policy_retries_then_gives_up() -> None:
         calls += 1
         raise RedisConnectionError("down")
 
-    import redis.retry as redis_retry
-
-    original = redis_retry.sleep
-    redis_retry.sleep = delays.append  # type: ignore[assignment]
-    try:
-        with pytest.raises(RedisConnectionError):
-            retry.call_with_retry(fail, lambda error: None)
-    finally:
-        redis_retry.sleep = original
+    with pytest.raises(RedisConnectionError):
+        retry.call_with_retry(fail, lambda error: None)
     assert calls == 4  # the first try and 3 retries
     assert delays == pytest.approx([0.05, 0.1, 0.15])

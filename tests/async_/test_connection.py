@@ -1,4 +1,4 @@
-"""connect() on real servers: every topology, options, event hooks, embedded:// (sync twin generated)."""
+"""connect() on real servers: each topology, options, event hooks, embedded:// (sync generated)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -98,7 +99,7 @@ async def test_options_reach_the_connections(standalone_server: EmbeddedServer) 
         assert isinstance(client, Redis)
         pool = client.connection_pool
         assert pool.max_connections == 4
-        conn = await pool.get_connection()
+        conn = await pool.get_connection()  # type: ignore[no-untyped-call]
         try:
             assert conn.retry.get_retries() == 5
             assert conn.retry._backoff is backoff
@@ -194,7 +195,9 @@ async def test_hooks_fire_on_cluster_and_sentinel(
             await client.aclose()
 
 
-async def test_connect_logs(standalone_server: EmbeddedServer, caplog: pytest.LogCaptureFixture) -> None:
+async def test_connect_logs(
+    standalone_server: EmbeddedServer, caplog: pytest.LogCaptureFixture
+) -> None:
     caplog.set_level(logging.DEBUG, logger="redkit.connection")
     client = connect(standalone_server.url)
     await client.ping()
@@ -231,12 +234,38 @@ async def test_on_error_fires_and_logs_when_nothing_listens(
         assert (event.host, event.port) == ("127.0.0.1", port)
         assert isinstance(event.error, (RedisConnectionError, OSError))
     warnings = [
-        r
-        for r in caplog.records
-        if r.name == "redkit.connection" and r.levelno == logging.WARNING
+        r for r in caplog.records if r.name == "redkit.connection" and r.levelno == logging.WARNING
     ]
     assert warnings
     assert f"127.0.0.1:{port}" in warnings[0].getMessage()
+
+
+async def test_on_error_fires_when_the_server_drops_the_connection(
+    standalone_server: EmbeddedServer,
+) -> None:
+    events: list[ConnectionEvent] = []
+    client = connect(
+        standalone_server.url,
+        on_connect=events.append,
+        on_error=events.append,
+        on_close=events.append,
+    )
+    killer = redis.Redis(host="127.0.0.1", port=standalone_server.port)
+    try:
+        await client.ping()
+        client_id = await client.client_id()
+        assert killer.client_kill_filter(_id=str(client_id)) == 1
+        assert await client.ping()  # retried on a new connection
+        kinds = [e.kind for e in events]
+        assert kinds.count("connect") == 2
+        assert "close" in kinds
+        errors = [e for e in events if e.kind == "error"]
+        assert len(errors) == 1
+        assert isinstance(errors[0].error, RedisConnectionError)
+        assert errors[0].port == standalone_server.port
+    finally:
+        killer.close()
+        await client.aclose()
 
 
 async def test_retries_zero_tries_once() -> None:
@@ -299,7 +328,9 @@ async def test_url_from_environment(
         await client.aclose()
 
 
-async def test_env_parts(standalone_server: EmbeddedServer, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_env_parts(
+    standalone_server: EmbeddedServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.delenv("REDIS_URL", raising=False)
     monkeypatch.setenv("REDIS_HOST", "127.0.0.1")
     monkeypatch.setenv("REDIS_PORT", str(standalone_server.port))

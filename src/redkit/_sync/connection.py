@@ -34,7 +34,8 @@ credentials; keywords win):
     ``port``, ``path``, ``error``, ``client_name``; ``event["host"]`` works too), called
     synchronously from the connection; an exception they raise is logged, not propagated.
     ``on_error`` fires for every failed connection attempt and when an established
-    connection is dropped by an error; ``on_close`` when an established connection closes.
+    connection fails (a read or write error or timeout, or the server closed it: redis-py
+    then reconnects and retries); ``on_close`` when an established connection closes.
 
 The ``redkit.connection`` logger records connects and closes at DEBUG and errors at WARNING.
 Connection attempts on the Sentinel's own sockets (discovery) are not reported.
@@ -42,6 +43,7 @@ Connection attempts on the Sentinel's own sockets (discovery) are not reported.
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import logging
 import weakref
@@ -130,10 +132,8 @@ def _report_once(hooks: _Hooks, conn: Any, error: BaseException) -> None:
     """Emit an ``error`` event for ``error`` unless an inner layer already did."""
     if getattr(error, "_redkit_reported", False):
         return
-    try:
+    with contextlib.suppress(AttributeError):  # an exception type without a __dict__
         error._redkit_reported = True  # type: ignore[attr-defined]
-    except AttributeError:  # pragma: no cover - exceptions without a __dict__
-        pass
     hooks.emit("error", conn, error)
 
 
@@ -220,7 +220,9 @@ def _client_kwargs(options: ConnectOptions, retry: Retry) -> dict[str, Any]:
     return kwargs
 
 
-def _standalone(spec: ConnectionSpec, options: ConnectOptions, retry: Retry, hooks: _Hooks) -> Redis:
+def _standalone(
+    spec: ConnectionSpec, options: ConnectOptions, retry: Retry, hooks: _Hooks
+) -> Redis:
     kwargs = _client_kwargs(options, retry)
     pool: ConnectionPool
     if spec.path is not None:
@@ -285,7 +287,9 @@ def _cluster(
         host, port = spec.hosts[0]
         shown = f"[{host}]" if ":" in host else host
         kwargs.update(
-            url=f"redis://{shown}:{port}", startup_nodes=nodes[1:], connection_class=connection_class
+            url=f"redis://{shown}:{port}",
+            startup_nodes=nodes[1:],
+            connection_class=connection_class,
         )
         client = RedisCluster(**kwargs)
     else:
