@@ -34,8 +34,8 @@ sync: $(STAMP)
 	$(BIN)/python scripts/gen_sync.py
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests scripts benchmarks
-	$(BIN)/ruff format --check src/redkit/_async tests/async_ scripts
+	$(BIN)/ruff check
+	$(BIN)/ruff format --check
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
