@@ -298,6 +298,24 @@ def _cluster(
     return client
 
 
+class SentinelMaster(Redis):
+    """The client of a Sentinel group's master, as :func:`connect` returns it.
+
+    A plain ``Redis`` whose close also closes the connections to the sentinels and the
+    :func:`replica_client` made from it (redis-py leaves those open).
+    """
+
+    async def aclose(self, *args: Any, **kwargs: Any) -> None:
+        await super().aclose(*args, **kwargs)
+        replica = getattr(self, _REPLICA_ATTR, None)
+        if replica is not None:
+            await replica.aclose()
+        sentinel_info = getattr(self, _SENTINEL_ATTR, None)
+        if sentinel_info is not None:
+            for sentinel_client in sentinel_info[0].sentinels:
+                await sentinel_client.aclose()
+
+
 def _sentinel(spec: ConnectionSpec, options: ConnectOptions, retry: Retry, hooks: _Hooks) -> Redis:
     assert spec.master is not None
     sentinel_kwargs: dict[str, Any] = {
@@ -321,7 +339,9 @@ def _sentinel(spec: ConnectionSpec, options: ConnectOptions, retry: Retry, hooks
         socket_keepalive=True,
     )
     sentinel = Sentinel(list(spec.hosts), sentinel_kwargs=sentinel_kwargs)  # type: ignore[no-untyped-call]
-    master: Redis = sentinel.master_for(spec.master, **kwargs)  # type: ignore[no-untyped-call]
+    master: SentinelMaster = sentinel.master_for(  # type: ignore[no-untyped-call]
+        spec.master, redis_class=SentinelMaster, **kwargs
+    )
     setattr(master, _SENTINEL_ATTR, (sentinel, spec.master, kwargs))
     if options.read_from_replicas:
         replica_client(master)
