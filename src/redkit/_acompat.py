@@ -54,7 +54,8 @@ class AsyncSingleFlight:
 class AsyncReadBatcher:
     """Auto-pipelining GET: reads issued in the same event-loop turn go out as one MGET.
 
-    Concurrent reads of one key share one request in flight. ``forget(key)`` detaches a key
+    Concurrent reads of one key share one request in flight. Each caller waits on its own
+    future, so cancelling one caller never disturbs the others. ``forget(key)`` detaches a key
     from reads already in flight, so a read that follows a write never returns older bytes.
     """
 
@@ -62,22 +63,25 @@ class AsyncReadBatcher:
         self._client = client
         self._cluster = cluster
         self._max_batch = max_batch
-        self._pending: dict[str, asyncio.Future[bytes | None]] = {}
-        self._inflight: dict[str, asyncio.Future[bytes | None]] = {}
+        self._pending: dict[str, list[asyncio.Future[bytes | None]]] = {}
+        self._inflight: dict[str, list[asyncio.Future[bytes | None]]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
 
     async def get(self, key: str) -> bytes | None:
         """The bytes at ``key`` (None when missing), fetched with whatever else is waiting."""
-        future = self._pending.get(key) or self._inflight.get(key)
-        if future is None:
-            loop = asyncio.get_running_loop()
-            future = loop.create_future()
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[bytes | None] = loop.create_future()
+        waiters = self._inflight.get(key) or self._pending.get(key)
+        if waiters is None:
             if not self._pending:
                 loop.call_soon(self._flush)
-            self._pending[key] = future
+            waiters = self._pending[key] = []
             if len(self._pending) >= self._max_batch:
+                waiters.append(future)
                 self._flush()
-        return await asyncio.shield(future)
+                return await future
+        waiters.append(future)
+        return await future
 
     def forget(self, key: str) -> None:
         """Make later reads of ``key`` go to Redis instead of joining one already in flight."""
@@ -92,7 +96,7 @@ class AsyncReadBatcher:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _run(self, batch: dict[str, asyncio.Future[bytes | None]]) -> None:
+    async def _run(self, batch: dict[str, list[asyncio.Future[bytes | None]]]) -> None:
         keys = list(batch)
         try:
             if len(keys) == 1:
@@ -102,19 +106,20 @@ class AsyncReadBatcher:
             else:
                 values = await self._client.mget(keys)
         except BaseException as exc:
-            for key, future in batch.items():
-                self._settle(key, future)
-                if not future.done():
-                    future.set_exception(exc)
-                    future.exception()
+            for key, waiters in batch.items():
+                self._settle(key, waiters)
+                for future in waiters:
+                    if not future.done():
+                        future.set_exception(exc)
             if not isinstance(exc, Exception):
                 raise
             return
-        for (key, future), value in zip(batch.items(), values, strict=True):
-            self._settle(key, future)
-            if not future.done():
-                future.set_result(value)
+        for (key, waiters), value in zip(batch.items(), values, strict=True):
+            self._settle(key, waiters)
+            for future in waiters:
+                if not future.done():
+                    future.set_result(value)
 
-    def _settle(self, key: str, future: asyncio.Future[bytes | None]) -> None:
-        if self._inflight.get(key) is future:
+    def _settle(self, key: str, waiters: list[asyncio.Future[bytes | None]]) -> None:
+        if self._inflight.get(key) is waiters:
             del self._inflight[key]

@@ -52,6 +52,15 @@ class KeySpace:
             return f"{self.namespace}{{{id}}}"
         raise InvalidKey(f"id must be a str or int, got {type(id).__name__}: {id!r}")
 
+    def keys(self, ids: list[KeyId]) -> list[str]:
+        """The Redis keys of ``ids``, in order (the batch form of :meth:`key`)."""
+        for id in ids:
+            kind = type(id)
+            if not ((kind is str and id) or kind is int):
+                self.key(id)  # raises the precise InvalidKey
+        namespace = self.namespace
+        return [f"{namespace}{{{id}}}" for id in ids]
+
     def match(self, pattern: str) -> str:
         """A SCAN MATCH pattern for the ids matching glob ``pattern`` in this namespace only."""
         if not isinstance(pattern, str) or not pattern:

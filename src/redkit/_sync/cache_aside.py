@@ -158,7 +158,7 @@ class CacheAside:
         ids = list(ids)
         if not ids:
             return {}
-        keys = [self.keys.key(id) for id in ids]
+        keys = self.keys.keys(ids)
         try:
             if self._cluster:
                 values = self.client.mget_nonatomic(keys)
@@ -168,15 +168,17 @@ class CacheAside:
             self._read_failed(exc, count=len(keys))
             return {}
         found: dict[KeyId, Any] = {}
-        decode = self.codec.decode
+        loads = self.codec.serializer.loads
         hits = 0
-        for id, key, data in zip(ids, keys, values, strict=True):
+        for id, data in zip(ids, values, strict=True):
             if data is None:
                 continue
             try:
-                value = decode(data, key)
-            except CorruptEntry as exc:
-                self._corrupt(key, exc)
+                # Plain entries (the common case) are decoded inline; the rest via the codec.
+                value = loads(data[1:]) if data[:1] == b"\x00" else self.codec.decode(data)
+            except Exception as exc:
+                key = self.keys.key(id)
+                self._corrupt(key, CorruptEntry(f"entry does not decode: {exc}", key))
                 continue
             hits += 1
             if value is not NEGATIVE:

@@ -82,7 +82,7 @@ from redkit._core.urls import (
 from redkit.embedded import EmbeddedServer
 from redkit.errors import ConfigurationError
 
-__all__ = ["connect", "embedded_server", "replica_client"]
+__all__ = ["RedkitCluster", "SentinelMaster", "connect", "embedded_server", "replica_client"]
 
 logger = logging.getLogger("redkit.connection")
 
@@ -267,6 +267,19 @@ def _swap_connection_class(client: Any, connection_class: type[AbstractConnectio
         node.connection_class = connection_class
 
 
+class RedkitCluster(RedisCluster):
+    """The Cluster client :func:`connect` returns: a plain ``RedisCluster`` whose close also
+    closes every node's pool (redis-py's sync client leaves them open on the path redkit uses
+    to give the nodes its connection class)."""
+
+    def close(self, *args: Any, **kwargs: Any) -> None:
+        super().close(*args, **kwargs)
+        for node in self.get_nodes():  # type: ignore[no-untyped-call]
+            node_client = getattr(node, "redis_connection", None)  # sync redis-py only
+            if node_client is not None:
+                node_client.connection_pool.disconnect()
+
+
 def _cluster(
     spec: ConnectionSpec, options: ConnectOptions, retry: Retry, hooks: _Hooks
 ) -> RedisCluster:
@@ -291,9 +304,9 @@ def _cluster(
             startup_nodes=nodes[1:],
             connection_class=connection_class,
         )
-        client = RedisCluster(**kwargs)
+        client = RedkitCluster(**kwargs)
     else:
-        client = RedisCluster(startup_nodes=nodes, ssl=spec.ssl, **kwargs)
+        client = RedkitCluster(startup_nodes=nodes, ssl=spec.ssl, **kwargs)
         _swap_connection_class(client, connection_class)
     client.RedisClusterRequestTTL = options.max_redirections
     return client
@@ -398,7 +411,7 @@ def replica_client(client: Redis | RedisCluster) -> Redis | RedisCluster:
     """A client whose reads go to replicas, for a client made by :func:`connect`.
 
     Sentinel: a ``Redis`` on the monitored master's replicas (round-robin; the master when
-    none is up), made once per master client and cached; close it as well. Cluster: the
+    none is up), made once per master client, cached, and closed when the master's is. Cluster: the
     client itself when made with ``read_from_replicas=True`` (the cluster routes reads). Any
     other client raises :class:`~redkit.errors.ConfigurationError`.
     """
