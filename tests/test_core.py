@@ -118,3 +118,15 @@ def test_every_script_has_a_contract_header() -> None:
         if "ARGV" in body:
             assert "ARGV[1]" in header, script.name
         assert "'KEYS'" not in body.upper().replace("KEYS[", ""), script.name
+
+
+def test_both_faces_export_the_same_names() -> None:
+    import redkit
+    import redkit.asyncio
+
+    assert set(redkit.__all__) - {"__version__"} == set(redkit.asyncio.__all__)
+    for name in redkit.asyncio.__all__:
+        sync_obj, async_obj = getattr(redkit, name), getattr(redkit.asyncio, name)
+        assert sync_obj is not None and async_obj is not None
+        if name in ("CacheAside", "WriteThrough", "connect", "cached"):
+            assert sync_obj is not async_obj, f"{name} must differ between the faces"

@@ -9,8 +9,10 @@ for ``redis.asyncio`` clients.
 >>> user = users.get_or_fetch(42, lambda: load_user_from_db(42))
 """
 
+from redkit._core.backoff import Backoff
 from redkit._core.codecs import Codec, Serializer
 from redkit._core.stats import CacheStats
+from redkit._core.urls import ConnectionEvent
 from redkit._sync.cache_aside import CacheAside
 from redkit._sync.connection import connect, embedded_server, replica_client
 from redkit._sync.decorators import cached
@@ -21,9 +23,11 @@ from redkit.embedded import EmbeddedServer
 __version__ = "0.1.0"
 
 __all__ = [
+    "Backoff",
     "CacheAside",
     "CacheStats",
     "Codec",
+    "ConnectionEvent",
     "EmbeddedServer",
     "Repository",
     "Serializer",

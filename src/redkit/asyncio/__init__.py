@@ -11,14 +11,18 @@ from redkit._async.connection import connect, embedded_server, replica_client
 from redkit._async.decorators import cached
 from redkit._async.repository import Repository
 from redkit._async.write_through import WriteThrough
+from redkit._core.backoff import Backoff
 from redkit._core.codecs import Codec, Serializer
 from redkit._core.stats import CacheStats
+from redkit._core.urls import ConnectionEvent
 from redkit.embedded import EmbeddedServer
 
 __all__ = [
+    "Backoff",
     "CacheAside",
     "CacheStats",
     "Codec",
+    "ConnectionEvent",
     "EmbeddedServer",
     "Repository",
     "Serializer",
