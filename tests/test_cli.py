@@ -66,7 +66,8 @@ def test_bad_option_value_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -
     assert "--users" in capsys.readouterr().err
 
 
-def test_server_runs_until_interrupted() -> None:
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_server_runs_until_stopped(stop: signal.Signals) -> None:
     proc = subprocess.Popen(
         [sys.executable, "-m", "redkit.cli", "server"],
         stdout=subprocess.PIPE,
@@ -79,9 +80,11 @@ def test_server_runs_until_interrupted() -> None:
         assert match is not None, first
         client = redis.Redis.from_url(match.group(0))
         assert client.ping()
-        client.close()
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(stop)
         assert proc.wait(timeout=10) == 0
+        with pytest.raises(redis.ConnectionError):  # the server stopped with the command
+            client.ping()
+        client.close()
     finally:
         if proc.poll() is None:
             proc.kill()

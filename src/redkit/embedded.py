@@ -12,14 +12,17 @@ hook stops whatever is still running when the interpreter exits.
 from __future__ import annotations
 
 import atexit
+import ctypes
 import os
 import shutil
+import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import ExitStack, suppress
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +30,32 @@ from types import TracebackType
 from typing import BinaryIO, TypeAlias
 
 from redkit.errors import ConfigurationError, EmbeddedServerError
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent_hook() -> Callable[[], None] | None:
+    """A pre-exec hook making the server get SIGTERM when this process dies, or None.
+
+    atexit does not run when the interpreter is killed by a signal; Linux's PR_SET_PDEATHSIG
+    covers that. The signal follows the *thread* that spawned the child, so it is only set up
+    from the main thread, which lives as long as the process.
+    """
+    if (
+        not sys.platform.startswith("linux")
+        or threading.current_thread() is not threading.main_thread()
+    ):
+        return None
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+
+    def hook() -> None:
+        prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+    return hook
+
 
 __all__ = ["EmbeddedServer", "find_server_binary"]
 
@@ -374,6 +403,7 @@ class EmbeddedServer:
                 stdin=subprocess.DEVNULL,
                 stdout=output,
                 stderr=subprocess.STDOUT,
+                preexec_fn=_die_with_parent_hook(),
             )
         proc = _Process(role, port, directory, popen)
         self._processes.append(proc)

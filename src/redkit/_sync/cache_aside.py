@@ -40,6 +40,7 @@ _GET_OR_LOCK = script("cache_get_or_lock")
 _FILL = script("cache_fill")
 _SET = script("cache_set")
 _INVALIDATE = script("cache_invalidate")
+_INVALIDATE_AND_LOCK = script("cache_invalidate_and_lock")
 _GET_WITH_TTL = script("cache_get_with_ttl")
 _COMPARE_AND_DELETE = script("compare_and_delete")
 
@@ -244,25 +245,21 @@ class CacheAside:
             raise translate(exc) from exc
         return removed
 
-    def refresh(self, id: KeyId, fetcher: Fetcher, ttl: float | None = None) -> bool:
-        """Replace ``id``'s entry with ``fetcher()``'s result now, revoking older fills.
+    def refresh(self, id: KeyId, fetcher: Fetcher, ttl: float | None = None) -> Any:
+        """Replace ``id``'s entry with ``fetcher()``'s result now; returns that result.
 
-        Returns False when another caller took the fill lock first: that caller started after
-        this invalidation, so what it stores is at least as new. Used after writes to the source.
+        The entry is removed and its fill lock taken in one step, revoking fills in progress,
+        so only a value read after this call is stored. Used after writes to the source.
         """
         key = self.keys.key(id)
         ttl_ms = self.ttl_ms if ttl is None else seconds_to_ms(ttl)
-        self.invalidate(id)
         lock = companion(key, "lock")
         token = secrets.token_hex(12)
-        try:
-            taken = self.client.set(lock, token, nx=True, px=self.lock_ttl_ms)
-        except REDIS_ERRORS as exc:
-            raise translate(exc) from exc
-        if not taken:
-            return False
-        self._fetch_and_fill(key, lock, token, fetcher, ttl_ms)
-        return True
+        self._reader.forget(key)
+        run_script(
+            self.client, _INVALIDATE_AND_LOCK, [key, lock], [token, self.lock_ttl_ms]
+        )
+        return self._fetch_and_fill(key, lock, token, fetcher, ttl_ms)
 
     # -- internals -----------------------------------------------------------------------
 

@@ -398,7 +398,7 @@ def connect(url: str | None = None, **options: Any) -> Redis | RedisCluster:
     (the master's client), ``RedisCluster`` for ``redis+cluster://``. ``embedded://`` starts
     the bundled Valkey (``?cluster=3`` for a Cluster, ``?sentinel=true`` for a Sentinel
     group), keeps it running while the client object lives, and stops it at exit; reach it
-    with :func:`embedded_server`. Close the client with ``await client.close()``.
+    with :func:`embedded_server`. Close the client when you are done with it.
     """
     spec = resolve_spec(url)
     resolved = resolve_options(spec, options)

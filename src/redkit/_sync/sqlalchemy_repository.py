@@ -138,26 +138,30 @@ class SQLAlchemyRepository:
         rows = [self._checked(entity) for entity in entities]
         if not rows:
             return 0
+        groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+        for row in rows:
+            groups.setdefault(tuple(row), []).append(row)
         with _translated(f"upsert {len(rows)} rows into {self.table.name!r}"):
             with self.engine.begin() as conn:
-                for row in rows:
-                    stmt = self._upsert_statement(conn.dialect.name, row)
+                for columns, group in groups.items():
+                    stmt = self._upsert_statement(conn.dialect.name, columns)
                     if stmt is not None:
-                        conn.execute(stmt)
+                        conn.execute(stmt, group)  # one executemany per column set
                     else:
-                        self._update_or_insert(conn, row)
+                        for row in group:
+                            self._update_or_insert(conn, row)
         return len(rows)
 
-    def _upsert_statement(self, dialect: str, row: dict[str, Any]) -> sa.Executable | None:
-        """INSERT ... ON CONFLICT (id) DO UPDATE for ``row`` on SQLite/PostgreSQL, else None."""
+    def _upsert_statement(self, dialect: str, columns: tuple[str, ...]) -> sa.Executable | None:
+        """INSERT ... ON CONFLICT (id) DO UPDATE of ``columns`` on SQLite/PostgreSQL, else None."""
         stmt: sqlite.Insert | postgresql.Insert
         if dialect == "sqlite":
-            stmt = sqlite.insert(self.table).values(row)
+            stmt = sqlite.insert(self.table)
         elif dialect == "postgresql":
-            stmt = postgresql.insert(self.table).values(row)
+            stmt = postgresql.insert(self.table)
         else:
             return None
-        others = {k: stmt.excluded[k] for k in row if k != self.id_column}
+        others = {k: stmt.excluded[k] for k in columns if k != self.id_column}
         if not others:
             return stmt.on_conflict_do_nothing(index_elements=[self._id])
         return stmt.on_conflict_do_update(index_elements=[self._id], set_=others)

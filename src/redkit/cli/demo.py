@@ -307,7 +307,9 @@ def print_latency(console: Console, baseline: RunResult, cached: RunResult) -> N
         percentile(cached.read_latencies, 50),
     )
     if base_p50 and cached_p50:
-        console.print(f"p50 speed-up of cached reads: [bold]{base_p50 / cached_p50:.1f}x[/bold]")
+        ratio = base_p50 / cached_p50
+        verdict = f"{ratio:.1f}x faster" if ratio >= 1 else f"{1 / ratio:.1f}x slower"
+        console.print(f"cached reads at p50: [bold]{verdict}[/bold] than database reads")
     console.print(
         "[dim]SQLite runs inside this process, so a database read costs no network round trip "
         "here; against a database server, every query saved also saves one.[/dim]"

@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from types import FrameType
 from typing import Any
 
 from rich.console import Console
@@ -38,6 +43,32 @@ def add_parser(subparsers: Any, parent: argparse.ArgumentParser) -> None:
     parser.set_defaults(run=run)
 
 
+_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
+
+
+@contextmanager
+def _signals_stop() -> Iterator[None]:
+    """SIGINT, SIGTERM and SIGHUP raise KeyboardInterrupt inside, previous handlers after.
+
+    ``atexit`` hooks do not run on SIGTERM/SIGHUP, so without this the server processes
+    would outlive us; SIGINT is set too because a shell may start a background job with it
+    ignored. Only the main thread can set handlers; elsewhere this does nothing.
+    """
+    if not _is_main_thread():
+        yield
+        return
+    previous = {sig: signal.signal(sig, _interrupt) for sig in _STOP_SIGNALS}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
 def run(args: argparse.Namespace) -> int:
     console = Console(file=sys.stdout, width=100)
     if getattr(args, "url", None):
@@ -46,23 +77,38 @@ def run(args: argparse.Namespace) -> int:
     if args.cluster < 0:
         console.print("[red]--cluster must be 0 or a number of primaries[/red]")
         return 2
-    try:
-        server = EmbeddedServer(cluster=args.cluster, binary=args.binary).start()
-    except RedkitError as exc:
-        console.print(f"[red]could not start the server:[/red] {exc}")
-        return 1
-    try:
-        console.print(f"[bold]{server.topology}[/bold] server running at", end=" ")
-        console.print(server.url, markup=False, highlight=False, soft_wrap=True)
-        console.print(f"try: redkit demo --url {server.url}", markup=False, soft_wrap=True)
-        console.print("press Ctrl-C to stop")
-        sys.stdout.flush()
-        while server.running:
-            time.sleep(_POLL_SECONDS)
-        console.print("[red]the server stopped unexpectedly[/red]")
-        return 1
-    except KeyboardInterrupt:
-        console.print("stopping")
-        return 0
-    finally:
-        server.stop()
+    with _signals_stop():
+        try:
+            server = EmbeddedServer(cluster=args.cluster, binary=args.binary).start()
+        except RedkitError as exc:
+            console.print(f"[red]could not start the server:[/red] {exc}")
+            return 1
+        except KeyboardInterrupt:  # start() has already stopped what it started
+            return 130
+        try:
+            return _serve(console, server)
+        except KeyboardInterrupt:
+            console.print("stopping")
+            return 0
+        finally:
+            if _is_main_thread():  # a second Ctrl-C must not cut the shutdown short
+                for sig in _STOP_SIGNALS:
+                    signal.signal(sig, signal.SIG_IGN)
+            server.stop()
+
+
+def _is_main_thread() -> bool:
+    return threading.current_thread() is threading.main_thread()
+
+
+def _serve(console: Console, server: EmbeddedServer) -> int:
+    """Print where the server is and wait while it runs; 1 if it dies by itself."""
+    console.print(f"[bold]{server.topology}[/bold] server running at", end=" ")
+    console.print(server.url, markup=False, highlight=False, soft_wrap=True)
+    console.print(f"try: redkit demo --url {server.url}", markup=False, soft_wrap=True)
+    console.print("press Ctrl-C to stop")
+    sys.stdout.flush()
+    while server.running:
+        time.sleep(_POLL_SECONDS)
+    console.print("[red]the server stopped unexpectedly[/red]")
+    return 1
