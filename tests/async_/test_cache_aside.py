@@ -361,3 +361,17 @@ async def test_cached_decorator(client: Any) -> None:
 
     with pytest.raises(SerializationError, match="key="):
         await takes_object(object())
+
+
+async def test_works_through_a_sentinel_master(sentinel_server: Any) -> None:
+    client = connect(sentinel_server.url)
+    try:
+        await client.flushall()
+        cache = CacheAside(client, "sentinel")
+        fetch = Counter({"via": "sentinel"})
+        assert await cache.get_or_fetch(1, fetch) == {"via": "sentinel"}
+        assert await cache.get_or_fetch(1, fetch) == {"via": "sentinel"}
+        assert fetch.calls == 1
+        assert await cache.invalidate_pattern("*") == 1
+    finally:
+        await client.aclose()

@@ -362,3 +362,17 @@ def test_cached_decorator(client: Any) -> None:
 
     with pytest.raises(SerializationError, match="key="):
         takes_object(object())
+
+
+def test_works_through_a_sentinel_master(sentinel_server: Any) -> None:
+    client = connect(sentinel_server.url)
+    try:
+        client.flushall()
+        cache = CacheAside(client, "sentinel")
+        fetch = Counter({"via": "sentinel"})
+        assert cache.get_or_fetch(1, fetch) == {"via": "sentinel"}
+        assert cache.get_or_fetch(1, fetch) == {"via": "sentinel"}
+        assert fetch.calls == 1
+        assert cache.invalidate_pattern("*") == 1
+    finally:
+        client.close()
