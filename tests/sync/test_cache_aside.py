@@ -298,7 +298,7 @@ def test_fetcher_error_releases_the_lock(client: Any) -> None:
 def test_falls_back_to_the_fetcher_when_redis_is_down(unused_tcp_port: int) -> None:
     dead = connect(f"redis://127.0.0.1:{unused_tcp_port}/0", retries=0, socket_connect_timeout=0.5)
     try:
-        cache = CacheAside(dead, "down")
+        cache = CacheAside(dead, "down", breaker=0)
         fetch = Counter({"from": "db"})
         assert cache.get_or_fetch("k", fetch) == {"from": "db"}
         assert fetch.calls == 1
@@ -312,6 +312,43 @@ def test_falls_back_to_the_fetcher_when_redis_is_down(unused_tcp_port: int) -> N
         strict = CacheAside(dead, "down", on_error="raise")
         with pytest.raises(BackendUnavailable, match="unreachable"):
             strict.get_or_fetch("k", fetch)
+    finally:
+        dead.close()
+
+
+class ManualClock:
+    """A clock the test moves by hand."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def time(self) -> float:
+        return self.now
+
+
+def test_breaker_skips_redis_for_a_while_after_it_is_found_down(
+    unused_tcp_port: int,
+) -> None:
+    attempts: list[Any] = []
+    dead = connect(f"redis://127.0.0.1:{unused_tcp_port}/0", retries=0, on_error=attempts.append)
+    clock = ManualClock()
+    try:
+        cache = CacheAside(dead, "breaker", breaker=5.0, clock=clock)
+        fetch = Counter("from source")
+        assert cache.get_or_fetch("k", fetch) == "from source"
+        tried = len(attempts)
+        assert tried >= 1
+        for _ in range(10):
+            assert cache.get_or_fetch("k", fetch) == "from source"
+            assert cache.get("k", default="miss") == "miss"
+        assert len(attempts) == tried, "Redis was tried again while the breaker was open"
+        assert fetch.calls == 11 and cache.stats.errors == 21
+        clock.now += 5.1
+        assert cache.get_or_fetch("k", fetch) == "from source"
+        assert len(attempts) > tried, "Redis was not tried again after the breaker's time"
     finally:
         dead.close()
 

@@ -57,6 +57,8 @@ class CacheAside:
     ``on_error``: when Redis is unreachable, ``"fallback"`` serves reads from the fetcher (and
     ``get`` reports a miss) while ``"raise"`` raises BackendUnavailable. Writes (``set``,
     ``invalidate``) always raise: a silently failed invalidation would leave stale data.
+    ``breaker``: with ``"fallback"``, once Redis is found unreachable, reads skip it for this
+    many seconds (no connection attempts, no timeouts to wait out); 0 disables.
     ``clock`` and ``rng`` (uniform in [0, 1)) are seams for tests.
     """
 
@@ -75,6 +77,7 @@ class CacheAside:
         lock_ttl: float = 10.0,
         lock_wait: float = 5.0,
         on_error: OnError = "fallback",
+        breaker: float = 1.0,
         clock: Clock = SYSTEM_CLOCK,
         rng: Callable[[], float] = random.random,
     ) -> None:
@@ -97,6 +100,8 @@ class CacheAside:
         self.lock_ttl_ms = seconds_to_ms(lock_ttl, "lock_ttl")
         self.lock_wait = non_negative(lock_wait, "lock_wait")
         self.on_error: OnError = on_error
+        self.breaker = non_negative(breaker, "breaker")
+        self._skip_until = 0.0
         self.clock = clock
         self.rng = rng
         self.stats = CacheStats()
@@ -110,6 +115,8 @@ class CacheAside:
     async def get(self, id: KeyId, default: Any = None) -> Any:
         """The cached value of ``id``, or ``default`` on a miss (or a cached ``None``)."""
         key = self.keys.key(id)
+        if self._skip_until and self._skipping():
+            return default
         try:
             data = await self._reader.get(key)
         except REDIS_ERRORS as exc:
@@ -135,6 +142,8 @@ class CacheAside:
         """
         key = self.keys.key(id)
         ttl_ms = self.ttl_ms if ttl is None else seconds_to_ms(ttl)
+        if self._skip_until and self._skipping():
+            return await self._fetch(fetcher)
         if self.beta is not None:
             return await self._get_or_refresh(key, fetcher, ttl_ms)
         try:
@@ -255,9 +264,7 @@ class CacheAside:
         lock = companion(key, "lock")
         token = secrets.token_hex(12)
         self._reader.forget(key)
-        await run_script(
-            self.client, _INVALIDATE_AND_LOCK, [key, lock], [token, self.lock_ttl_ms]
-        )
+        await run_script(self.client, _INVALIDATE_AND_LOCK, [key, lock], [token, self.lock_ttl_ms])
         return await self._fetch_and_fill(key, lock, token, fetcher, ttl_ms)
 
     # -- internals -----------------------------------------------------------------------
@@ -397,7 +404,24 @@ class CacheAside:
         error = translate(exc)
         if self.on_error == "raise":
             raise error from (None if error is exc else exc)
-        logger.warning("cache %s degraded to its source: %s", self.keys.prefix, error)
+        if self.breaker and isinstance(error, BackendUnavailable):
+            self._skip_until = self.clock.monotonic() + self.breaker
+            logger.warning(
+                "cache %s serves from its source for %.1fs: %s",
+                self.keys.prefix,
+                self.breaker,
+                error,
+            )
+        else:
+            logger.warning("cache %s degraded to its source: %s", self.keys.prefix, error)
+
+    def _skipping(self) -> bool:
+        """Whether the breaker is open (Redis recently unreachable); counts the skipped read."""
+        if self.clock.monotonic() < self._skip_until:
+            self.stats.errors += 1
+            return True
+        self._skip_until = 0.0
+        return False
 
     def _corrupt(self, key: str, exc: CorruptEntry) -> None:
         """Report an undecodable entry once per key; it is treated as a miss."""

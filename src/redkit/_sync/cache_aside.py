@@ -58,6 +58,8 @@ class CacheAside:
     ``on_error``: when Redis is unreachable, ``"fallback"`` serves reads from the fetcher (and
     ``get`` reports a miss) while ``"raise"`` raises BackendUnavailable. Writes (``set``,
     ``invalidate``) always raise: a silently failed invalidation would leave stale data.
+    ``breaker``: with ``"fallback"``, once Redis is found unreachable, reads skip it for this
+    many seconds (no connection attempts, no timeouts to wait out); 0 disables.
     ``clock`` and ``rng`` (uniform in [0, 1)) are seams for tests.
     """
 
@@ -76,6 +78,7 @@ class CacheAside:
         lock_ttl: float = 10.0,
         lock_wait: float = 5.0,
         on_error: OnError = "fallback",
+        breaker: float = 1.0,
         clock: Clock = SYSTEM_CLOCK,
         rng: Callable[[], float] = random.random,
     ) -> None:
@@ -98,6 +101,8 @@ class CacheAside:
         self.lock_ttl_ms = seconds_to_ms(lock_ttl, "lock_ttl")
         self.lock_wait = non_negative(lock_wait, "lock_wait")
         self.on_error: OnError = on_error
+        self.breaker = non_negative(breaker, "breaker")
+        self._skip_until = 0.0
         self.clock = clock
         self.rng = rng
         self.stats = CacheStats()
@@ -111,6 +116,8 @@ class CacheAside:
     def get(self, id: KeyId, default: Any = None) -> Any:
         """The cached value of ``id``, or ``default`` on a miss (or a cached ``None``)."""
         key = self.keys.key(id)
+        if self._skip_until and self._skipping():
+            return default
         try:
             data = self._reader.get(key)
         except REDIS_ERRORS as exc:
@@ -136,6 +143,8 @@ class CacheAside:
         """
         key = self.keys.key(id)
         ttl_ms = self.ttl_ms if ttl is None else seconds_to_ms(ttl)
+        if self._skip_until and self._skipping():
+            return self._fetch(fetcher)
         if self.beta is not None:
             return self._get_or_refresh(key, fetcher, ttl_ms)
         try:
@@ -256,9 +265,7 @@ class CacheAside:
         lock = companion(key, "lock")
         token = secrets.token_hex(12)
         self._reader.forget(key)
-        run_script(
-            self.client, _INVALIDATE_AND_LOCK, [key, lock], [token, self.lock_ttl_ms]
-        )
+        run_script(self.client, _INVALIDATE_AND_LOCK, [key, lock], [token, self.lock_ttl_ms])
         return self._fetch_and_fill(key, lock, token, fetcher, ttl_ms)
 
     # -- internals -----------------------------------------------------------------------
@@ -398,7 +405,24 @@ class CacheAside:
         error = translate(exc)
         if self.on_error == "raise":
             raise error from (None if error is exc else exc)
-        logger.warning("cache %s degraded to its source: %s", self.keys.prefix, error)
+        if self.breaker and isinstance(error, BackendUnavailable):
+            self._skip_until = self.clock.monotonic() + self.breaker
+            logger.warning(
+                "cache %s serves from its source for %.1fs: %s",
+                self.keys.prefix,
+                self.breaker,
+                error,
+            )
+        else:
+            logger.warning("cache %s degraded to its source: %s", self.keys.prefix, error)
+
+    def _skipping(self) -> bool:
+        """Whether the breaker is open (Redis recently unreachable); counts the skipped read."""
+        if self.clock.monotonic() < self._skip_until:
+            self.stats.errors += 1
+            return True
+        self._skip_until = 0.0
+        return False
 
     def _corrupt(self, key: str, exc: CorruptEntry) -> None:
         """Report an undecodable entry once per key; it is treated as a miss."""
