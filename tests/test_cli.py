@@ -13,7 +13,7 @@ import redis
 from redkit.cli import main
 from redkit.embedded import EmbeddedServer
 
-SMALL = ["--users", "500", "--reads", "2000"]
+SMALL = ["--users", "300", "--reads", "1000"]
 
 
 def _check_demo_output(out: str) -> None:
@@ -21,7 +21,12 @@ def _check_demo_output(out: str) -> None:
     match = re.search(r"cache hit rate: (\d+\.\d)%", out)
     assert match is not None, out
     assert float(match.group(1)) > 50.0
-    assert re.search(r"consistency: (\d+)/\1 cache entries equal their database rows ✓", out)
+    assert re.search(r"queries saved: [\d,]+ of [\d,]+", out)
+    assert re.search(
+        r"consistency: (\d+)/\1 updated users' cache entries \(user and profile\) "
+        r"equal the database ✓",
+        out,
+    )
     assert "all checks passed" in out
 
 
