@@ -77,3 +77,19 @@ async def test_a_read_after_a_write_does_not_join_an_older_read(aclient: Any) ->
     await cache.set("k", "new")
     assert await cache.get("k") == "new"
     assert await early in ("old", "new")
+
+
+async def test_async_cached_also_wraps_plain_functions(aclient: Any) -> None:
+    from redkit.asyncio import cached
+
+    cache = CacheAside(aclient, "plain")
+    calls: list[int] = []
+
+    @cached(cache)
+    def double(n: int) -> int:
+        calls.append(n)
+        return 2 * n
+
+    assert await double(4) == 8
+    assert await double(4) == 8
+    assert calls == [4]

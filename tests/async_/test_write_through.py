@@ -146,3 +146,22 @@ async def test_unserialisable_entity_is_refused_after_invalidating(
         assert await client.exists("blob:{1}") == 0, "the stale entry must be gone"
     finally:
         await engine.dispose()
+
+
+async def test_redis_down_after_the_database_write(repo: SlowReads, unused_tcp_port: int) -> None:
+    from redkit.asyncio import connect
+    from redkit.errors import BackendUnavailable
+
+    dead = connect(f"redis://127.0.0.1:{unused_tcp_port}/0", retries=0)
+    try:
+        await repo.create({"id": 1, "name": "before", "score": 0})
+        lenient = WriteThrough(dead, "wt", repo)
+        assert await lenient.update(1, {"name": "after"}) == {"id": 1, "name": "after", "score": 0}
+        assert await lenient.get(1) == {"id": 1, "name": "after", "score": 0}  # from the database
+
+        strict = WriteThrough(dead, "wt", repo, on_error="raise")
+        with pytest.raises(BackendUnavailable):
+            await strict.update(1, {"name": "strict"})
+        assert (await repo.find_by_id(1))["name"] == "strict", "the database write stands"
+    finally:
+        await dead.aclose()
