@@ -1,7 +1,7 @@
 """The exceptions redkit raises.
 
 Everything redkit raises on purpose derives from :class:`RedkitError`; errors from
-redis-py are translated into this tree in one place (:func:`redkit._core.translate.translated`)
+redis-py are translated into this tree in one place (:func:`redkit._core.translate.translate`)
 so callers never have to catch ``redis.exceptions`` types::
 
     RedkitError
