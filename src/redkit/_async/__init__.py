@@ -1,1 +1,1 @@
-"""The hand-written async implementation; ``redkit._sync`` is generated from it."""
+"""redkit's implementation: ``_async`` is written by hand, ``_sync`` generated from it."""
