@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import multiprocessing
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import redkit
@@ -29,8 +30,6 @@ def stampede(url: str, face: str, prefix: str, tasks: int, start_at: float) -> l
         client.incr(counter)
         time.sleep(FETCH_DELAY)
         return {"value": "expensive"}
-
-    from concurrent.futures import ThreadPoolExecutor
 
     time.sleep(max(0.0, start_at - time.time()))
     with ThreadPoolExecutor(tasks) as pool:

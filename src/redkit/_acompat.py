@@ -76,11 +76,9 @@ class AsyncReadBatcher:
             if not self._pending:
                 loop.call_soon(self._flush)
             waiters = self._pending[key] = []
-            if len(self._pending) >= self._max_batch:
-                waiters.append(future)
-                self._flush()
-                return await future
         waiters.append(future)
+        if len(self._pending) >= self._max_batch:
+            self._flush()
         return await future
 
     def forget(self, key: str) -> None:

@@ -67,11 +67,6 @@ class KeySpace:
             raise InvalidKey(f"pattern must be a non-empty str, got {pattern!r}")
         return f"{escape_glob(self.namespace)}{{{pattern}}}"
 
-    def id_of(self, key: str | bytes) -> str:
-        """The id part of a key built by :meth:`key` (for reporting)."""
-        text = key.decode() if isinstance(key, bytes) else key
-        return text[len(self.namespace) + 1 : -1]
-
 
 def companion(key: str, role: str) -> str:
     """The key of ``key``'s companion ``role`` (same hash tag, same slot)."""
