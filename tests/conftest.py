@@ -8,11 +8,13 @@ topology take ``redis_url``; the client fixtures in ``async_/`` and ``sync/`` bu
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 # The async_ and sync test packages import the helpers as `servers` whatever the import mode.
 sys.path.insert(0, str(Path(__file__).parent))
@@ -22,6 +24,16 @@ from servers import server_kind as _server_kind
 
 from redkit.embedded import EmbeddedServer
 from redkit.errors import EmbeddedServerError
+
+# Property-based tests: modest by default so `make test` stays quick on 2 cores;
+# REDKIT_HYPOTHESIS=deep runs many more examples.
+settings.register_profile(
+    "default", max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
+settings.register_profile(
+    "deep", max_examples=2000, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
+settings.load_profile("deep" if os.environ.get("REDKIT_HYPOTHESIS") == "deep" else "default")
 
 TOPOLOGIES = ["standalone", "cluster"]
 CLUSTER_NODES = 3
