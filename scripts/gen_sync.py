@@ -5,9 +5,13 @@ this script writes ``src/redkit/_sync/`` and ``tests/sync/`` from them, in the m
 httpcore's ``unasync.py``: ``async``/``await`` are dropped and names are mapped (``AsyncFoo`` ->
 ``Foo``, ``__aenter__`` -> ``__enter__``, ``redis.asyncio`` -> ``redis``...).
 
-Face-specific code is written as psycopg does, in a block the generator resolves::
+Face-specific code is written in a block the generator resolves (psycopg's ``if True:  #
+ASYNC``, spelt with a name so that mypy, told ``always_true = ["ASYNC"]``, skips the sync lines
+when it checks the async source)::
 
-    if True:  # ASYNC
+    from redkit._acompat import ASYNC
+
+    if ASYNC:
         ...async-only lines (kept in the async source, dropped from the sync face)...
     else:
         ...sync-only lines (dedented into the sync face)...
@@ -50,6 +54,8 @@ PATHS = [
 ]
 
 NAMES = {
+    "__aenter__": "__enter__",
+    "__aexit__": "__exit__",
     "aclose": "close",
     "_acompat": "_compat",
     "AsyncEngine": "Engine",
@@ -102,12 +108,12 @@ def _tokens(source: str) -> Iterator[tuple[str, int, str]]:
         prev_end = finish
 
 
-_ASYNC_IF = re.compile(r"^(?P<indent>[ \t]*)if True:[ \t]*#[ \t]*ASYNC[ \t]*$")
+_ASYNC_IF = re.compile(r"^(?P<indent>[ \t]*)if ASYNC:[ \t]*(#.*)?$")
 _ELSE = re.compile(r"^(?P<indent>[ \t]*)else:[ \t]*(#.*)?$")
 
 
 class BlockError(ValueError):
-    """A malformed ``if True:  # ASYNC`` block."""
+    """A malformed ``if ASYNC:`` block."""
 
 
 def _indent_of(line: str) -> int:
@@ -124,17 +130,24 @@ def _body(lines: list[str], start: int, indent: int) -> int:
     return end
 
 
-def strip_async_blocks(source: str, name: str = "<source>") -> str:
-    """``source`` with each ``if True:  # ASYNC`` block replaced by its ``else:`` body."""
+def strip_async_blocks(source: str, name: str = "<source>", converted: str | None = None) -> str:
+    """``source`` with each ``if ASYNC:`` block replaced by its ``else:`` body.
+
+    Lines outside the blocks are taken from ``converted`` (the unasynced ``source``, line for
+    line) when given; ``else:`` bodies are sync code already and are always taken verbatim.
+    """
     lines = source.splitlines(keepends=True)
+    kept = lines if converted is None else converted.splitlines(keepends=True)
+    if len(kept) != len(lines):
+        raise BlockError(f"{name}: conversion changed the line count")
     out: list[str] = []
     i = 0
     while i < len(lines):
         match = _ASYNC_IF.match(lines[i].rstrip("\r\n"))
         if not match:
-            if "# ASYNC" in lines[i] and "if True:" in lines[i]:
-                raise BlockError(f"{name}:{i + 1}: write the marker as `if True:  # ASYNC`")
-            out.append(lines[i])
+            if re.match(r"\s*(if|elif)\b.*\bASYNC\b", lines[i]):
+                raise BlockError(f"{name}:{i + 1}: write the block as `if ASYNC:` ... `else:`")
+            out.append(kept[i])
             i += 1
             continue
         indent = len(match["indent"])
@@ -161,7 +174,11 @@ def strip_async_blocks(source: str, name: str = "<source>") -> str:
 
 def unasync_source(source: str, name: str = "<source>") -> str:
     """The sync version of one async module's text."""
-    source = strip_async_blocks(source, name)
+    return strip_async_blocks(source, name, _convert(source))
+
+
+def _convert(source: str) -> str:
+    """``source`` with names and paths mapped and async/await dropped, line for line."""
     for old, new in PATHS:
         if old in source:
             _USAGE.paths.add(old)

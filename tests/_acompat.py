@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from redkit._acompat import Event
+
 FACE = "async"
+
+__all__ = ["FACE", "Event", "Gated", "Started", "pause", "run_concurrently", "start", "wait_until"]
 
 
 async def run_concurrently(count: int, fn: Callable[[int], Awaitable[Any]]) -> list[Any]:
@@ -17,3 +22,51 @@ async def run_concurrently(count: int, fn: Callable[[int], Awaitable[Any]]) -> l
 async def pause(seconds: float) -> None:
     """Yield to the other tasks for ``seconds``."""
     await asyncio.sleep(seconds)
+
+
+class Started:
+    """A call running concurrently (a task); ``await result()`` for its outcome."""
+
+    def __init__(self, call: Callable[[], Awaitable[Any]]) -> None:
+        self._task = asyncio.ensure_future(call())
+
+    async def result(self, timeout: float = 10.0) -> Any:
+        """The call's return value (or its exception), waiting at most ``timeout`` seconds."""
+        return await asyncio.wait_for(asyncio.shield(self._task), timeout)
+
+    def done(self) -> bool:
+        return self._task.done()
+
+
+def start(call: Callable[[], Awaitable[Any]]) -> Started:
+    """Start ``call()`` concurrently with the test."""
+    return Started(call)
+
+
+async def wait_until(condition: Callable[[], bool], timeout: float = 10.0) -> None:
+    """Wait until ``condition()`` holds (checked between turns), or fail after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not reached in time")
+        await asyncio.sleep(0.001)
+
+
+class Gated:
+    """A fetcher that reports when it starts and returns only once released.
+
+    Races are staged with it: ``await fetcher.started.wait()`` to know a fetch is in
+    progress, ``fetcher.release.set()`` to let it finish.
+    """
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+        self.calls = 0
+        self.started = Event()
+        self.release = Event()
+
+    async def __call__(self) -> Any:
+        self.calls += 1
+        self.started.set()
+        await self.release.wait()
+        return self.value

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
+from redkit._compat import Event
+
 FACE = "sync"
+
+__all__ = ["FACE", "Event", "Gated", "Started", "pause", "run_concurrently", "start", "wait_until"]
 
 
 def run_concurrently(count: int, fn: Callable[[int], Any]) -> list[Any]:
@@ -19,3 +24,54 @@ def run_concurrently(count: int, fn: Callable[[int], Any]) -> list[Any]:
 def pause(seconds: float) -> None:
     """Let the other threads run for ``seconds``."""
     time.sleep(seconds)
+
+
+class Started:
+    """A call running concurrently (a thread); ``result()`` for its outcome."""
+
+    def __init__(self, call: Callable[[], Any]) -> None:
+        self._future: Future[Any] = Future()
+        threading.Thread(target=self._run, args=(call,), daemon=True).start()
+
+    def _run(self, call: Callable[[], Any]) -> None:
+        try:
+            self._future.set_result(call())
+        except BaseException as exc:
+            self._future.set_exception(exc)
+
+    def result(self, timeout: float = 10.0) -> Any:
+        """The call's return value (or its exception), waiting at most ``timeout`` seconds."""
+        return self._future.result(timeout)
+
+    def done(self) -> bool:
+        return self._future.done()
+
+
+def start(call: Callable[[], Any]) -> Started:
+    """Start ``call()`` concurrently with the test."""
+    return Started(call)
+
+
+def wait_until(condition: Callable[[], bool], timeout: float = 10.0) -> None:
+    """Wait until ``condition()`` holds (checked every millisecond), or fail after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not reached in time")
+        time.sleep(0.001)
+
+
+class Gated:
+    """A fetcher that reports when it starts and returns only once released."""
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+        self.calls = 0
+        self.started = Event()
+        self.release = Event()
+
+    def __call__(self) -> Any:
+        self.calls += 1
+        self.started.set()
+        self.release.wait()
+        return self.value

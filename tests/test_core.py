@@ -1,4 +1,4 @@
-"""The I/O-free core: keys, codecs, TTL validation, the script registry."""
+"""The I/O-free core: codecs, TTL validation, the script registry (keys: test_keys.py)."""
 
 from __future__ import annotations
 
@@ -8,41 +8,14 @@ from typing import Any
 import pytest
 
 from redkit._core.codecs import NEGATIVE, Codec
-from redkit._core.keys import KeySpace, companion, escape_glob
 from redkit._core.ttl import seconds_to_ms
 from redkit._scripts import all_scripts
 from redkit.errors import (
     ConfigurationError,
     CorruptEntry,
-    InvalidKey,
     SerializationError,
     ValueTooLarge,
 )
-
-
-def test_keys_put_the_id_in_the_hash_tag() -> None:
-    space = KeySpace("user")
-    assert space.key(42) == "user:{42}"
-    assert space.key("a}b") == "user:{a}b}"
-    assert companion(space.key("a}b"), "lock").startswith(space.key("a}b"))
-    assert KeySpace("user", version=3).key("x") == "user:v3:{x}"
-
-
-def test_match_escapes_glob_characters_of_the_prefix() -> None:
-    assert escape_glob("a*b?[c]\\") == "a\\*b\\?\\[c\\]\\\\"
-    assert KeySpace("we*rd").match("u*") == "we\\*rd:{u*}"
-
-
-@pytest.mark.parametrize("bad", ["", None, 1.5, b"x", True, ["a"]])
-def test_bad_ids(bad: Any) -> None:
-    with pytest.raises(InvalidKey):
-        KeySpace("p").key(bad)
-
-
-@pytest.mark.parametrize("bad", ["", None, "a{b", "x}"])
-def test_bad_prefixes(bad: Any) -> None:
-    with pytest.raises(InvalidKey):
-        KeySpace(bad)
 
 
 @pytest.mark.parametrize("serializer", ["json", "msgpack", "pickle"])

@@ -8,7 +8,8 @@ from typing import Any
 
 import pytest
 
-from redkit._acompat import AsyncReadBatcher
+from redkit._acompat import Gate
+from redkit._async.read_batcher import ReadBatcher
 from redkit.asyncio import CacheAside, connect
 from tests.servers import commandstats, reset_commandstats
 
@@ -45,7 +46,7 @@ async def test_hot_key_reads_share_one_request(aclient: Any, redis_url: str) -> 
 
 async def test_a_cancelled_reader_does_not_disturb_the_others(aclient: Any) -> None:
     await aclient.set("k", b"v")
-    batcher = AsyncReadBatcher(aclient, cluster=False)
+    batcher = ReadBatcher(aclient, cluster=False, gate=Gate(10))
     first = asyncio.ensure_future(batcher.get("k"))
     second = asyncio.ensure_future(batcher.get("k"))
     await asyncio.sleep(0)
@@ -57,7 +58,7 @@ async def test_a_cancelled_reader_does_not_disturb_the_others(aclient: Any) -> N
 
 async def test_errors_reach_every_waiter(unused_tcp_port: int) -> None:
     dead = connect(f"redis://127.0.0.1:{unused_tcp_port}/0", retries=0)
-    batcher = AsyncReadBatcher(dead, cluster=False)
+    batcher = ReadBatcher(dead, cluster=False, gate=Gate(10))
     results = await asyncio.gather(
         *(batcher.get(f"k{i}") for i in range(5)), return_exceptions=True
     )

@@ -8,49 +8,78 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+import redis
+
 import redkit
 import redkit.asyncio
 
-FETCH_DELAY = 0.3
+_DEADLINE = 60.0
 
 
-def stampede(url: str, face: str, prefix: str, tasks: int, start_at: float) -> list[Any]:
-    """Miss one key from ``tasks`` concurrent callers, all starting at wall time ``start_at``.
+def _wait_for_count(url: str, key: str, target: int) -> None:
+    """Block until the counter ``key`` reaches ``target`` (a barrier across processes)."""
+    probe = redis.Redis.from_url(url) if "cluster" not in url else None
+    cluster = redkit.connect(url) if probe is None else None
+    client: Any = probe or cluster
+    deadline = time.monotonic() + _DEADLINE
+    try:
+        while int(client.get(key) or 0) < target:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{key} never reached {target}")
+            time.sleep(0.001)
+    finally:
+        client.close()
 
-    The fetcher counts its calls in Redis (``<prefix>-fetches``) so the parent can total them
-    across processes.
+
+def stampede(url: str, face: str, prefix: str, tasks: int, processes: int) -> list[Any]:
+    """Miss one key from ``tasks`` concurrent callers in this process.
+
+    Every process waits at a barrier (``<prefix>-ready``) before its callers start; the one
+    fetch (counted in ``<prefix>-fetches``) does not return before every caller of every
+    process has arrived (``<prefix>-arrived``), so all of them overlap with it.
     """
-    counter = f"{prefix}-fetches"
+    total = tasks * processes
     if face == "async":
-        return asyncio.run(_stampede_async(url, prefix, counter, tasks, start_at))
+        return asyncio.run(_stampede_async(url, prefix, tasks, processes, total))
     client = redkit.connect(url)
-    cache = redkit.CacheAside(client, prefix)
+    cache = redkit.CacheAside(client, prefix, lock_wait=_DEADLINE)
 
     def fetch() -> dict[str, str]:
-        client.incr(counter)
-        time.sleep(FETCH_DELAY)
+        client.incr(f"{prefix}-fetches")
+        _wait_for_count(url, f"{prefix}-arrived", total)
         return {"value": "expensive"}
 
-    time.sleep(max(0.0, start_at - time.time()))
+    def call(_: int) -> Any:
+        client.incr(f"{prefix}-arrived")
+        return cache.get_or_fetch("hot", fetch)
+
+    client.incr(f"{prefix}-ready")
+    _wait_for_count(url, f"{prefix}-ready", processes)
     with ThreadPoolExecutor(tasks) as pool:
-        results = list(pool.map(lambda _: cache.get_or_fetch("hot", fetch), range(tasks)))
+        results = list(pool.map(call, range(tasks)))
     client.close()
     return results
 
 
 async def _stampede_async(
-    url: str, prefix: str, counter: str, tasks: int, start_at: float
+    url: str, prefix: str, tasks: int, processes: int, total: int
 ) -> list[Any]:
     client = redkit.asyncio.connect(url)
-    cache = redkit.asyncio.CacheAside(client, prefix)
+    cache = redkit.asyncio.CacheAside(client, prefix, lock_wait=_DEADLINE)
 
     async def fetch() -> dict[str, str]:
-        await client.incr(counter)
-        await asyncio.sleep(FETCH_DELAY)
+        await client.incr(f"{prefix}-fetches")
+        await asyncio.to_thread(_wait_for_count, url, f"{prefix}-arrived", total)
         return {"value": "expensive"}
 
-    await asyncio.sleep(max(0.0, start_at - time.time()))
-    results = await asyncio.gather(*(cache.get_or_fetch("hot", fetch) for _ in range(tasks)))
+    async def call() -> Any:
+        await client.incr(f"{prefix}-arrived")
+        return await cache.get_or_fetch("hot", fetch)
+
+    await client.incr(f"{prefix}-ready")
+    await asyncio.to_thread(_wait_for_count, url, f"{prefix}-ready", processes)
+    results = await asyncio.gather(*(call() for _ in range(tasks)))
+    await cache.aclose()
     await client.aclose()
     return list(results)
 
@@ -58,9 +87,8 @@ async def _stampede_async(
 def run_stampede(url: str, face: str, prefix: str, processes: int, tasks: int) -> list[Any]:
     """Run :func:`stampede` in ``processes`` fresh interpreters at once; all their results."""
     context = multiprocessing.get_context("spawn")
-    start_at = time.time() + 2.0
     with context.Pool(processes) as pool:
         per_process = pool.starmap(
-            stampede, [(url, face, prefix, tasks, start_at)] * processes, chunksize=1
+            stampede, [(url, face, prefix, tasks, processes)] * processes, chunksize=1
         )
     return [result for results in per_process for result in results]

@@ -11,7 +11,7 @@ for ``redis.asyncio`` clients.
 
 from redkit._core.backoff import Backoff
 from redkit._core.codecs import Codec, Serializer
-from redkit._core.stats import CacheStats
+from redkit._core.events import CacheStats, Event, subscribe
 from redkit._core.urls import ConnectionEvent
 from redkit._sync.cache_aside import CacheAside
 from redkit._sync.connection import connect, embedded_server, replica_client
@@ -29,6 +29,7 @@ __all__ = [
     "Codec",
     "ConnectionEvent",
     "EmbeddedServer",
+    "Event",
     "Repository",
     "Serializer",
     "WriteThrough",
@@ -37,4 +38,5 @@ __all__ = [
     "connect",
     "embedded_server",
     "replica_client",
+    "subscribe",
 ]

@@ -1,123 +1,226 @@
-"""Async primitives: the few pieces hand-written twice (see ``_compat`` for the sync twins).
+"""Async primitives: the few pieces hand-written twice (``_compat`` holds the sync twins).
 
 Everything in ``redkit._async`` is written against these names; the sync face, generated from
-it, imports the same names from ``redkit._compat``.
+it, imports the same names from ``redkit._compat``. Only primitives live here (sleeping,
+calling a fetcher, a concurrency gate, an event, background work, a shared call); algorithms
+live in ``redkit._async``. A test checks that both modules export the same names with the
+same signatures.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import inspect
-from collections.abc import Awaitable, Callable, Hashable
-from typing import Any, TypeVar
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any, Generic, TypeVar
+
+from redkit.errors import ConfigurationError
 
 T = TypeVar("T")
 
+logger = logging.getLogger("redkit")
+
+__all__ = [
+    "ASYNC",
+    "Background",
+    "Event",
+    "Gate",
+    "SharedCall",
+    "call_fetcher",
+    "check_fetcher",
+    "sleep",
+]
+
+#: Which face this is; ``if ASYNC:`` blocks in ``redkit._async`` are resolved by the
+#: generator, and mypy (``always_true``) checks only their async side.
+ASYNC = True
+
 sleep = asyncio.sleep
-Lock = asyncio.Lock
 
 
-async def call_fetcher(fetcher: Callable[..., Any], *args: Any) -> Any:
+async def call_fetcher(fetcher: Callable[[], Any]) -> Any:
     """Call a fetcher that may be a plain function or a coroutine function."""
-    result = fetcher(*args)
+    result = fetcher()
     if inspect.isawaitable(result):
         result = await result
     return result
 
 
-class AsyncSingleFlight:
-    """Runs one call per key at a time in this process; concurrent callers share its result."""
-
-    def __init__(self) -> None:
-        self._calls: dict[Hashable, asyncio.Future[Any]] = {}
-
-    async def do(self, key: Hashable, fn: Callable[[], Awaitable[T]]) -> T:
-        """The result of ``fn()``, run once for all callers that arrive while it runs."""
-        running = self._calls.get(key)
-        if running is not None:
-            return await asyncio.shield(running)  # type: ignore[no-any-return]
-        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._calls[key] = future
-        try:
-            result = await fn()
-        except BaseException as exc:
-            future.set_exception(exc)
-            future.exception()  # mark retrieved: followers may be none
-            raise
-        else:
-            future.set_result(result)
-            return result
-        finally:
-            del self._calls[key]
+def check_fetcher(fetcher: object) -> None:
+    """Refuse a fetcher that cannot be called (any callable may return an awaitable here)."""
+    if not callable(fetcher):
+        raise ConfigurationError(f"the fetcher must be callable, got {fetcher!r}")
 
 
-class AsyncReadBatcher:
-    """Auto-pipelining GET: reads issued in the same event-loop turn go out as one MGET.
+class Gate:
+    """Lets at most ``limit`` callers in at once; the others wait their turn (FIFO).
 
-    Concurrent reads of one key share one request in flight. Each caller waits on its own
-    future, so cancelling one caller never disturbs the others. ``forget(key)`` detaches a key
-    from reads already in flight, so a read that follows a write never returns older bytes.
+    Not bound to an event loop (unlike ``asyncio.Semaphore`` before first use), so one gate
+    can serve a client used from several loops in turn.
     """
 
-    def __init__(self, client: Any, *, cluster: bool, max_batch: int = 1000) -> None:
-        self._client = client
-        self._cluster = cluster
-        self._max_batch = max_batch
-        self._pending: dict[str, list[asyncio.Future[bytes | None]]] = {}
-        self._inflight: dict[str, list[asyncio.Future[bytes | None]]] = {}
-        self._tasks: set[asyncio.Task[None]] = set()
+    __slots__ = ("_free", "_waiters", "limit")
 
-    async def get(self, key: str) -> bytes | None:
-        """The bytes at ``key`` (None when missing), fetched with whatever else is waiting."""
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[bytes | None] = loop.create_future()
-        waiters = self._inflight.get(key) or self._pending.get(key)
-        if waiters is None:
-            if not self._pending:
-                loop.call_soon(self._flush)
-            waiters = self._pending[key] = []
-        waiters.append(future)
-        if len(self._pending) >= self._max_batch:
-            self._flush()
-        return await future
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._free = limit
+        self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
 
-    def forget(self, key: str) -> None:
-        """Make later reads of ``key`` go to Redis instead of joining one already in flight."""
-        self._inflight.pop(key, None)
-
-    def _flush(self) -> None:
-        if not self._pending:
+    async def __aenter__(self) -> None:
+        if self._free > 0 and not self._waiters:
+            self._free -= 1
             return
-        batch, self._pending = self._pending, {}
-        self._inflight.update(batch)
-        task = asyncio.get_running_loop().create_task(self._run(batch))
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        try:
+            await waiter
+        except BaseException:
+            if waiter.done() and not waiter.cancelled():
+                self._release()  # granted and cancelled at once: pass the turn on
+            else:
+                self._waiters.remove(waiter)
+            raise
+
+    async def __aexit__(self, *exc: object) -> None:
+        self._release()
+
+    def _release(self) -> None:
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                return
+        self._free += 1
+
+
+class Event:
+    """A flag that callers can wait for, with an optional timeout."""
+
+    __slots__ = ("_event",)
+
+    def __init__(self) -> None:
+        self._event = asyncio.Event()
+
+    def set(self) -> None:
+        """Set the flag and wake every waiter."""
+        self._event.set()
+
+    def clear(self) -> None:
+        """Clear the flag."""
+        self._event.clear()
+
+    def is_set(self) -> bool:
+        """Whether the flag is set."""
+        return self._event.is_set()
+
+    async def wait(self, timeout: float | None = None) -> bool:
+        """Wait until the flag is set or ``timeout`` seconds pass; whether it is set."""
+        if timeout is None:
+            await self._event.wait()
+            return True
+        try:
+            await asyncio.wait_for(self._event.wait(), timeout)
+        except TimeoutError:
+            return self._event.is_set()
+        return True
+
+
+class Background:
+    """Background work owned by one object: started with :meth:`spawn`, ended by :meth:`close`.
+
+    ``spawn`` runs ``fn()`` as a task (a thread on the sync face). ``cleanup`` runs a short
+    clean-up step that must happen even when its caller is being cancelled (releasing a lock
+    after a cancelled fetch): as its own task here, inline on the sync face. Errors of either
+    are logged, never lost silently. ``close`` cancels what still runs and waits for it.
+    """
+
+    __slots__ = ("_tasks", "name")
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    def spawn(self, fn: Callable[[], Awaitable[Any]], what: str) -> None:
+        """Run ``fn()`` in the background until it returns or :meth:`close` is called."""
+        self._adopt(asyncio.get_running_loop().create_task(self._guard(fn, what)))
+
+    def _adopt(self, task: asyncio.Task[Any]) -> None:
+        """Count ``task`` as this owner's background work (drained and cancelled with it)."""
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _run(self, batch: dict[str, list[asyncio.Future[bytes | None]]]) -> None:
-        keys = list(batch)
-        try:
-            if len(keys) == 1:
-                values = [await self._client.get(keys[0])]
-            elif self._cluster:
-                values = await self._client.mget_nonatomic(keys)
-            else:
-                values = await self._client.mget(keys)
-        except BaseException as exc:
-            for key, waiters in batch.items():
-                self._settle(key, waiters)
-                for future in waiters:
-                    if not future.done():
-                        future.set_exception(exc)
-            if not isinstance(exc, Exception):
-                raise
-            return
-        for (key, waiters), value in zip(batch.items(), values, strict=True):
-            self._settle(key, waiters)
-            for future in waiters:
-                if not future.done():
-                    future.set_result(value)
+    async def cleanup(self, fn: Callable[[], Awaitable[Any]], what: str) -> None:
+        """Run ``fn()`` to completion even if the caller is cancelled meanwhile."""
+        self.spawn(fn, what)
 
-    def _settle(self, key: str, waiters: list[asyncio.Future[bytes | None]]) -> None:
-        if self._inflight.get(key) is waiters:
-            del self._inflight[key]
+    @property
+    def running(self) -> int:
+        """How many background jobs have not finished yet."""
+        return len(self._tasks)
+
+    async def drain(self) -> None:
+        """Wait for the background jobs running now (and those they start) to finish."""
+        while self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def close(self) -> None:
+        """Cancel every background job and wait until they have all ended."""
+        while self._tasks:
+            tasks = list(self._tasks)
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _guard(self, fn: Callable[[], Awaitable[Any]], what: str) -> None:
+        try:
+            await fn()
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            logger.exception("%s: background %s failed", self.name, what)
+
+
+class SharedCall(Generic[T]):
+    """One call of ``fn`` that several callers await together (single-flight).
+
+    ``fn`` runs in its own task, so cancelling one caller, the first one included, never
+    cancels the call for the others. When every caller has gone (all cancelled), the call is
+    cancelled too, so the work behind it stops and its clean-up runs; it belongs to
+    ``background`` until it ends. ``on_done`` is called
+    with the call once it has ended, however it ended, or has been abandoned (it may then be
+    called twice).
+    """
+
+    __slots__ = ("_on_done", "_task", "_waiters")
+
+    def __init__(
+        self,
+        fn: Callable[[], Awaitable[T]],
+        on_done: Callable[[SharedCall[T]], None],
+        background: Background,
+    ) -> None:
+        self._waiters = 0
+        self._on_done = on_done
+        self._task: asyncio.Task[T] = asyncio.get_running_loop().create_task(fn())  # type: ignore[arg-type]
+        self._task.add_done_callback(self._finished)
+        # An abandoned call may still be finishing (redis-py can swallow a cancellation that
+        # lands mid-command): its owner's close() must wait for it.
+        background._adopt(self._task)
+
+    async def join(self) -> T:
+        """The call's result (or its exception), shared with every other caller."""
+        self._waiters += 1
+        try:
+            return await asyncio.shield(self._task)
+        finally:
+            self._waiters -= 1
+            if self._waiters == 0 and not self._task.done():
+                self._task.cancel()
+                self._on_done(self)  # nobody waits: later callers must not join a dying call
+
+    def _finished(self, task: asyncio.Task[T]) -> None:
+        if not task.cancelled():
+            task.exception()  # retrieved: the callers may all be gone
+        self._on_done(self)

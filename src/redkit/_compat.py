@@ -1,68 +1,208 @@
-"""Sync primitives: the twins of ``_acompat`` used by the generated sync face."""
+"""Sync primitives: the twins of ``_acompat``, used by the generated sync face.
+
+Same names and signatures as ``redkit._acompat`` (a test checks it); threads stand in for
+tasks. Only primitives live here; algorithms live in ``redkit._async`` and are generated.
+"""
 
 from __future__ import annotations
 
+import inspect
+import logging
 import threading
 import time
-from collections.abc import Callable, Hashable
-from typing import Any, TypeVar
+from collections.abc import Callable
+from typing import Any, Generic, TypeVar
+
+from redkit.errors import ConfigurationError
 
 T = TypeVar("T")
 
+logger = logging.getLogger("redkit")
+
+__all__ = [
+    "ASYNC",
+    "Background",
+    "Event",
+    "Gate",
+    "SharedCall",
+    "call_fetcher",
+    "check_fetcher",
+    "sleep",
+]
+
+#: Which face this is; ``if ASYNC:`` blocks in ``redkit._async`` are resolved by the
+#: generator, and mypy (``always_true``) checks only their async side.
+ASYNC = False
+
 sleep = time.sleep
-Lock = threading.Lock
 
 
-def call_fetcher(fetcher: Callable[..., Any], *args: Any) -> Any:
-    """Call a fetcher (a plain function in the sync face)."""
-    return fetcher(*args)
+def call_fetcher(fetcher: Callable[[], Any]) -> Any:
+    """Call a fetcher; one that returns an awaitable is refused (nothing would await it)."""
+    result = fetcher()
+    if inspect.isawaitable(result):
+        close = getattr(result, "close", None)
+        if close is not None:
+            close()  # no "coroutine was never awaited" warning on top of the error
+        raise ConfigurationError(
+            f"the fetcher returned an awaitable ({type(result).__name__}): the sync face "
+            "cannot await it; use redkit.asyncio, or return the value itself"
+        )
+    return result
 
 
-class _Call:
-    __slots__ = ("done", "error", "result")
+def check_fetcher(fetcher: object) -> None:
+    """Refuse a fetcher that cannot be called, or one the sync face could not await."""
+    if not callable(fetcher):
+        raise ConfigurationError(f"the fetcher must be callable, got {fetcher!r}")
+    if inspect.iscoroutinefunction(fetcher):
+        raise ConfigurationError(
+            f"{fetcher!r} is a coroutine function: the sync face cannot await it; "
+            "use redkit.asyncio, or pass a plain function"
+        )
+
+
+class Gate:
+    """Lets at most ``limit`` threads in at once; the others wait their turn."""
+
+    __slots__ = ("_semaphore", "limit")
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._semaphore = threading.BoundedSemaphore(limit)
+
+    def __enter__(self) -> None:
+        self._semaphore.acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        self._semaphore.release()
+
+
+class Event:
+    """A flag that threads can wait for, with an optional timeout."""
+
+    __slots__ = ("_event",)
 
     def __init__(self) -> None:
-        self.done = threading.Event()
-        self.result: Any = None
-        self.error: BaseException | None = None
+        self._event = threading.Event()
+
+    def set(self) -> None:
+        """Set the flag and wake every waiter."""
+        self._event.set()
+
+    def clear(self) -> None:
+        """Clear the flag."""
+        self._event.clear()
+
+    def is_set(self) -> bool:
+        """Whether the flag is set."""
+        return self._event.is_set()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Wait until the flag is set or ``timeout`` seconds pass; whether it is set."""
+        return self._event.wait(timeout)
 
 
-class SingleFlight:
-    """Runs one call per key at a time in this process; concurrent threads share its result."""
+class Background:
+    """Background work owned by one object: started with :meth:`spawn`, ended by :meth:`close`.
 
-    def __init__(self) -> None:
-        self._calls: dict[Hashable, _Call] = {}
+    ``spawn`` runs ``fn()`` in a daemon thread; ``cleanup`` runs inline (a thread cannot be
+    cancelled halfway, so its caller can finish the job itself). Errors are logged. ``close``
+    waits for the threads: their functions must watch a stop event the owner sets first.
+    """
+
+    __slots__ = ("_lock", "_threads", "name")
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self._threads: set[threading.Thread] = set()
         self._lock = threading.Lock()
 
-    def do(self, key: Hashable, fn: Callable[[], T]) -> T:
-        """The result of ``fn()``, run once for all threads that arrive while it runs."""
+    def spawn(self, fn: Callable[[], Any], what: str) -> None:
+        """Run ``fn()`` in a background thread."""
+        thread = threading.Thread(
+            target=self._guard, args=(fn, what), name=f"redkit {self.name} {what}", daemon=True
+        )
         with self._lock:
-            call = self._calls.get(key)
-            leader = call is None
-            if call is None:
-                call = self._calls[key] = _Call()
-        if not leader:
-            call.done.wait()
-            if call.error is not None:
-                raise call.error
-            return call.result  # type: ignore[no-any-return]
+            self._threads.add(thread)
+        thread.start()
+
+    def cleanup(self, fn: Callable[[], Any], what: str) -> None:
+        """Run ``fn()`` now, logging (not raising) its failure."""
         try:
-            call.result = fn()
-            return call.result  # type: ignore[no-any-return]
-        except BaseException as exc:
-            call.error = exc
-            raise
+            fn()
+        except Exception:
+            logger.exception("%s: %s failed", self.name, what)
+
+    @property
+    def running(self) -> int:
+        """How many background threads have not finished yet."""
+        with self._lock:
+            return len(self._threads)
+
+    def drain(self) -> None:
+        """Wait for the background threads running now (and those they start) to finish."""
+        while True:
+            with self._lock:
+                threads = [t for t in self._threads if t is not threading.current_thread()]
+            if not threads:
+                return
+            for thread in threads:
+                thread.join()
+
+    def close(self) -> None:
+        """Wait until every background thread has ended (their owner has told them to stop)."""
+        self.drain()
+
+    def _guard(self, fn: Callable[[], Any], what: str) -> None:
+        try:
+            fn()
+        except Exception:
+            logger.exception("%s: background %s failed", self.name, what)
         finally:
             with self._lock:
-                del self._calls[key]
-            call.done.set()
+                self._threads.discard(threading.current_thread())
 
 
-class ReadBatcher:
-    """The sync face reads one key per round trip: a thread has nothing to batch with."""
+class SharedCall(Generic[T]):
+    """One call of ``fn`` that several threads await together (single-flight).
 
-    def __init__(self, client: Any, *, cluster: bool, max_batch: int = 1000) -> None:
-        self.get: Callable[[str], bytes | None] = client.get
+    The first thread to join runs ``fn`` itself; the others wait for its result (or its
+    exception). ``on_done`` is called with the call once it has ended. ``background`` is
+    unused here (the call runs in a caller's thread), kept for the async twin's signature.
+    """
 
-    def forget(self, key: str) -> None:
-        """Nothing is shared between reads in the sync face."""
+    __slots__ = ("_done", "_error", "_fn", "_lock", "_on_done", "_result", "_started")
+
+    def __init__(
+        self,
+        fn: Callable[[], T],
+        on_done: Callable[[SharedCall[T]], None],
+        background: Background,
+    ) -> None:
+        self._fn = fn
+        self._on_done = on_done
+        self._lock = threading.Lock()
+        self._started = False
+        self._done = threading.Event()
+        self._result: Any = None
+        self._error: BaseException | None = None
+
+    def join(self) -> T:
+        """The call's result (or its exception), shared with every other caller."""
+        with self._lock:
+            leader = not self._started
+            self._started = True
+        if leader:
+            try:
+                self._result = self._fn()
+            except BaseException as exc:
+                self._error = exc
+            finally:
+                self._on_done(self)
+                self._done.set()
+        else:
+            self._done.wait()
+        if self._error is not None:
+            raise self._error
+        return self._result  # type: ignore[no-any-return]

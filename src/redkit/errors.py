@@ -1,22 +1,37 @@
 """The exceptions redkit raises.
 
 Everything redkit raises on purpose derives from :class:`RedkitError`; errors from
-redis-py are translated into this tree in one place (:func:`redkit._core.translate.translate`)
+redis-py are translated into this tree in one place (:func:`redkit._translate.translate`)
 so callers never have to catch ``redis.exceptions`` types::
 
     RedkitError
     ├── ConfigurationError          bad URL, unknown option, invalid argument (also ValueError)
-    │   └── InvalidKey              empty id, wrong id type, bad prefix (also TypeError for types)
+    │   ├── InvalidKey              empty id, wrong id type, bad prefix (also TypeError)
+    │   └── AuthenticationFailed    Redis refused the credentials: never retried, never
+    │                               silently degraded
     ├── SerializationError          a value the codec cannot encode (also TypeError)
     │   └── ValueTooLarge           encoded value above max_value_size, nothing sent
     ├── CorruptEntry                bytes in Redis that do not decode
-    ├── BackendError                Redis answered with an error (script error, wrong type, ...)
-    │   └── BackendUnavailable      Redis cannot be reached (connection refused, timeout, ...)
+    ├── BackendError                Redis did not serve the request (one of the three below)
+    │   ├── BackendUnavailable      Redis could not be reached: refused, reset, timed out,
+    │   │                           cluster down (an outage: the breaker opens)
+    │   ├── BackendBusy             Redis was reachable but could not serve now: connection
+    │   │                           pool exhausted, READONLY during a failover, a slot moving
+    │   │                           (TRYAGAIN, redirections exhausted), still loading
+    │   ├── BackendRejected         Redis answered with an error: out of memory, wrong type,
+    │   │                           a script error, ...
+    │   └── InvalidationPending     a write reached the source of truth but the cache entry
+    │                               could not be invalidated; redkit keeps retrying
     ├── EmbeddedServerError         the bundled valkey-server failed to start or to answer
     └── RepositoryError             the source of truth failed (database write or read)
+
+How the patterns react to each :class:`BackendError` (serve from the source, raise, open the
+breaker) is their degradation policy: see :mod:`redkit._core.degradation`.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 
 class RedkitError(Exception):
@@ -28,7 +43,15 @@ class ConfigurationError(RedkitError, ValueError):
 
 
 class InvalidKey(ConfigurationError, TypeError):
-    """An id or prefix that cannot form a safe key (empty, wrong type, glob in prefix)."""
+    """An id or prefix that cannot form a safe key (empty, wrong type, brace in prefix)."""
+
+
+class AuthenticationFailed(ConfigurationError):
+    """Redis refused the credentials, or wants some: fix the configuration.
+
+    Never retried and never hidden by a fallback: a cache that silently serves from its
+    source because of a wrong password would hide the mistake until the source falls over.
+    """
 
 
 class SerializationError(RedkitError, TypeError):
@@ -55,11 +78,38 @@ class CorruptEntry(RedkitError):
 
 
 class BackendError(RedkitError):
-    """Redis answered with an error (a script error, a wrong-type operation, ...)."""
+    """Redis did not serve the request: unreachable, busy, or it answered with an error."""
 
 
 class BackendUnavailable(BackendError):
-    """Redis could not be reached: connection refused, reset or timed out."""
+    """Redis could not be reached: connection refused, reset or timed out, cluster down."""
+
+
+class BackendBusy(BackendError):
+    """Redis was reachable but could not serve the request now; retrying later may work.
+
+    The connection pool was exhausted, a replica answered READONLY during a failover, a slot
+    was moving (TRYAGAIN, or the Cluster redirections ran out), or the server was loading.
+    Not an outage: the breaker stays closed.
+    """
+
+
+class BackendRejected(BackendError):
+    """Redis answered with an error: out of memory, wrong type, a failing script, ..."""
+
+
+class InvalidationPending(BackendError):
+    """A write reached the source of truth, but its cache entry could not be invalidated.
+
+    The cache may serve the previous value until redkit's background retry removes the entry
+    (it keeps trying until Redis answers) or the entry's TTL ends. ``id`` is the entity's id,
+    ``result`` what the write returned (the written entity, a bool for a delete).
+    """
+
+    def __init__(self, message: str, *, id: Any, result: Any) -> None:
+        super().__init__(message)
+        self.id = id
+        self.result = result
 
 
 class EmbeddedServerError(RedkitError):
@@ -71,12 +121,16 @@ class RepositoryError(RedkitError):
 
 
 __all__ = [
+    "AuthenticationFailed",
+    "BackendBusy",
     "BackendError",
+    "BackendRejected",
     "BackendUnavailable",
     "ConfigurationError",
     "CorruptEntry",
     "EmbeddedServerError",
     "InvalidKey",
+    "InvalidationPending",
     "RedkitError",
     "RepositoryError",
     "SerializationError",

@@ -13,10 +13,12 @@ import sqlalchemy as sa
 from sqlalchemy import create_engine
 from sqlalchemy.schema import CreateTable
 
-from redkit import CacheAside, WriteThrough
-from redkit.errors import SerializationError
+from redkit import CacheAside, WriteThrough, connect
+from redkit.errors import BackendError, InvalidationPending, InvalidKey, SerializationError
 from redkit.integrations.sqlalchemy import SQLAlchemyRepository
-from tests._compat import pause, run_concurrently
+from tests._compat import Event, run_concurrently, start, wait_until
+from tests.netproxy import Proxy
+from tests.servers import flush_all
 
 metadata = sa.MetaData()
 users = sa.Table(
@@ -28,100 +30,116 @@ users = sa.Table(
 )
 
 
-class SlowReads(SQLAlchemyRepository):
-    """The real repository, with reads that take ``read_delay`` seconds plus up to ``jitter``
-    more (to widen the races between a read and the writes around it)."""
+class GatedReads(SQLAlchemyRepository):
+    """The real repository; while ``hold`` is set, a read waits after reading its row until
+    ``release`` is set (``read_done`` tells the test it has read): a read that straddles
+    the writes around it, staged with events."""
 
-    read_delay = 0.0
-    jitter = 0.0
-    rng = random.Random(11)
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.hold = False
+        self.read_done = Event()
+        self.release = Event()
+        self.reads = 0
 
     def find_by_id(self, id: Any) -> Any:
         row = super().find_by_id(id)
-        delay = self.read_delay + self.jitter * self.rng.random()
-        if delay:
-            pause(delay)
+        self.reads += 1
+        if self.hold:
+            self.hold = False
+            self.read_done.set()
+            self.release.wait()
         return row
 
 
 @pytest.fixture
-def repo(tmp_path: Path) -> Iterator[SlowReads]:
+def repo(tmp_path: Path) -> Iterator[GatedReads]:
     engine = create_engine(f"sqlite+pysqlite:///{tmp_path}/users.db")
     with engine.begin() as conn:
         conn.execute(CreateTable(users))
-    yield SlowReads(engine, users)
+    yield GatedReads(engine, users)
     engine.dispose()
 
 
 def test_crud_goes_to_the_database_first_and_the_cache_follows(
-    client: Any, repo: SlowReads
+    client: Any, repo: GatedReads
 ) -> None:
     store = WriteThrough(client, "wt", repo, ttl=60)
+    raw = CacheAside(client, "wt")
     created = store.create({"id": 1, "name": "Ada", "score": 1})
     assert created == {"id": 1, "name": "Ada", "score": 1}
     assert repo.find_by_id(1) == created
-    assert CacheAside(client, "wt").get(1) == created
+    assert raw.get(1) == created
 
     updated = store.update(1, {"score": 2})
     assert updated == {"id": 1, "name": "Ada", "score": 2}
-    assert CacheAside(client, "wt").get(1) == updated
+    assert raw.get(1) == updated
     assert store.get(1) == updated
+    assert store.stats.hits == 1
 
     assert store.delete(1) is True
     assert repo.find_by_id(1) is None
+    assert raw.get(1, default="absent") == "absent", "a deleted row must not stay cached"
     assert store.get(1) is None
     assert store.update(1, {"score": 3}) is None
 
 
-def test_read_through_caches_on_a_miss(client: Any, repo: SlowReads) -> None:
+def test_read_through_caches_on_a_miss(client: Any, repo: GatedReads) -> None:
     repo.create({"id": 5, "name": "Grace", "score": 9})
     store = WriteThrough(client, "wt", repo)
     assert store.get(5) == {"id": 5, "name": "Grace", "score": 9}
     repo.update(5, {"score": 10})  # behind the cache's back: the cache still serves 9
     assert (store.get(5))["score"] == 9
-    assert store.cache.stats.hits == 1
+    assert store.stats.hits == 1 and store.stats.fetches == 1
 
 
-def test_slow_reader_cannot_overwrite_a_newer_write(client: Any, repo: SlowReads) -> None:
+@pytest.mark.parametrize("bad", [1.0, True, None, b"1", ""])
+def test_a_bad_id_is_refused_before_the_database_is_touched(
+    client: Any, repo: GatedReads, bad: Any
+) -> None:
+    repo.create({"id": 1, "name": "kept", "score": 0})
+    store = WriteThrough(client, "wt", repo)
+    with pytest.raises(InvalidKey):
+        store.update(bad, {"name": "changed"})
+    with pytest.raises(InvalidKey):
+        store.delete(bad)
+    with pytest.raises(InvalidKey):
+        store.create({"id": bad, "name": "new", "score": 0})
+    assert repo.find_by_id(1) == {"id": 1, "name": "kept", "score": 0}
+
+
+def test_a_slow_reader_cannot_overwrite_a_newer_write(client: Any, repo: GatedReads) -> None:
     repo.create({"id": 1, "name": "v0", "score": 0})
     store = WriteThrough(client, "wt", repo)
-
-    def actor(i: int) -> None:
-        if i == 0:  # a reader whose database read straddles the write
-            repo.read_delay = 0.4
-            store.get(1)
-        else:
-            pause(0.1)
-            repo.read_delay = 0.0
-            store.update(1, {"name": "v1"})
-
-    run_concurrently(2, actor)
-    assert (repo.find_by_id(1))["name"] == "v1"
-    cached_value = CacheAside(client, "wt").get(1)
-    assert cached_value is None or cached_value["name"] == "v1"
+    repo.hold = True
+    reader = start(lambda: store.get(1))  # reads v0 from the database, then is held
+    repo.read_done.wait()
+    store.update(1, {"name": "v1"})  # commits v1 and refills the cache with it
+    repo.release.set()
+    assert (reader.result())["name"] == "v0"  # that caller asked before the update
+    assert CacheAside(client, "wt").get(1) == {"id": 1, "name": "v1", "score": 0}
+    assert store.stats.refused_fills == 1
 
 
-def test_concurrent_updates_never_leave_the_cache_older_than_the_database(
-    client: Any, repo: SlowReads
+def test_concurrent_updates_leave_the_cache_equal_to_the_database(
+    client: Any, repo: GatedReads
 ) -> None:
     repo.create({"id": 1, "name": "start", "score": 0})
     store = WriteThrough(client, "wt", repo)
-    repo.jitter = 0.03
     rng = random.Random(7)
-    plans = [[rng.random() * 0.02 for _ in range(6)] for _ in range(12)]
+    plans = [[rng.random() < 0.3 for _ in range(8)] for _ in range(12)]
 
     def worker(i: int) -> None:
-        for step, delay in enumerate(plans[i]):
-            pause(delay)
-            if step % 3 == 2:
+        for step, read in enumerate(plans[i]):
+            if read:
                 store.get(1)
             else:
                 store.update(1, {"name": f"w{i}-{step}", "score": i * 100 + step})
 
     run_concurrently(12, worker)
     in_db = repo.find_by_id(1)
-    in_cache = CacheAside(client, "wt").get(1)
-    assert in_cache is None or in_cache == in_db
+    # the last update's refill cannot be revoked by a read: the entry is exactly the row
+    assert CacheAside(client, "wt").get(1) == in_db
     assert store.get(1) == in_db
 
 
@@ -149,20 +167,58 @@ def test_unserialisable_entity_is_refused_after_invalidating(
         engine.dispose()
 
 
-def test_redis_down_after_the_database_write(repo: SlowReads, unused_tcp_port: int) -> None:
-    from redkit import connect
-    from redkit.errors import BackendUnavailable
-
+def test_redis_refusing_connections_after_the_database_write(
+    repo: GatedReads, unused_tcp_port: int
+) -> None:
     dead = connect(f"redis://127.0.0.1:{unused_tcp_port}/0", retries=0)
     try:
         repo.create({"id": 1, "name": "before", "score": 0})
-        lenient = WriteThrough(dead, "wt", repo)
-        assert lenient.update(1, {"name": "after"}) == {"id": 1, "name": "after", "score": 0}
-        assert lenient.get(1) == {"id": 1, "name": "after", "score": 0}  # from the database
-
-        strict = WriteThrough(dead, "wt", repo, on_error="raise")
-        with pytest.raises(BackendUnavailable):
-            strict.update(1, {"name": "strict"})
-        assert (repo.find_by_id(1))["name"] == "strict", "the database write stands"
+        store = WriteThrough(dead, "wt", repo)
+        with pytest.raises(InvalidationPending) as info:
+            store.update(1, {"name": "after"})
+        assert info.value.id == 1
+        assert info.value.result == {"id": 1, "name": "after", "score": 0}
+        assert isinstance(info.value, BackendError)
+        assert (repo.find_by_id(1))["name"] == "after", "the database write stands"
+        assert store.get(1) == {"id": 1, "name": "after", "score": 0}  # from the database
+        with pytest.raises(InvalidationPending):
+            store.delete(1)
+        store.close()
     finally:
         dead.close()
+
+
+def test_a_partition_during_a_write_raises_and_the_stale_entry_goes_when_it_heals(
+    standalone_server: Any, repo: GatedReads
+) -> None:
+    """The network breaks (no answers, no refusals) between the database write and the
+    invalidation: the write says so, and the entry is removed once the network heals."""
+    flush_all(standalone_server.url)
+    direct = connect(standalone_server.url)
+    with Proxy("127.0.0.1", standalone_server.port) as proxy:
+        client = connect(
+            proxy.url_for(standalone_server.url),
+            retries=0,
+            socket_timeout=0.3,
+            socket_connect_timeout=0.3,
+        )
+        try:
+            repo.create({"id": 1, "name": "old", "score": 0})
+            store = WriteThrough(client, "wt", repo, ttl=3600)
+            assert (store.get(1))["name"] == "old"  # cached for an hour
+            proxy.partition()
+            with pytest.raises(InvalidationPending) as info:
+                store.update(1, {"name": "new"})
+            assert info.value.result["name"] == "new"
+            # the stale entry is still in Redis, but this process does not serve it
+            assert CacheAside(direct, "wt").get(1) == {"id": 1, "name": "old", "score": 0}
+            assert (store.get(1))["name"] == "new"
+            proxy.heal()
+            wait_until(lambda: len(store.cache.store.pending) == 0, timeout=10)
+            assert CacheAside(direct, "wt").get(1, default="gone") == "gone"
+            assert (store.get(1))["name"] == "new"
+            assert store.stats.snapshot()["invalidation_pending"] == 1
+        finally:
+            store.close()
+            client.close()
+            direct.close()

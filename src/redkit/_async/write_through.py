@@ -2,27 +2,35 @@
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Mapping
+from types import TracebackType
 from typing import Any
 
-from redkit._async.cache_aside import CacheAside, OnError
+from redkit._async.cache_aside import CacheAside
 from redkit._async.repository import Entity, Repository
+from redkit._core.degradation import OnError
+from redkit._core.events import CacheStats
 from redkit._core.keys import KeyId
-from redkit.errors import ConfigurationError, RedkitError, SerializationError
-
-logger = logging.getLogger("redkit.cache")
+from redkit.errors import ConfigurationError, InvalidationPending
 
 
 class WriteThrough:
     """A repository with a cache in front that never ends up older than the repository.
 
-    After each write, the entry is invalidated (revoking fills in flight) and refilled from
-    a fresh read of the repository under the entry's fill lock. A refill that raced with a
-    newer write is refused by Redis, so concurrent writers cannot leave an older value cached
-    (the naive "write the database, then SET the cache" can). If the cache cannot be written
-    after the database was, the entry is invalidated; with ``on_error="raise"`` the write then
-    raises BackendUnavailable (the database write stands).
+    Ids are checked before the repository is touched. After each write the entry is
+    invalidated (revoking fills in flight) and refilled from a fresh read of the repository
+    under the entry's fill lock; a refill that raced a newer write is refused by Redis, so
+    concurrent writers cannot leave an older value cached (the naive "write the database,
+    then SET the cache" can).
+
+    The guarantee when Redis fails after the repository write: a write never reports plain
+    success while the cache may hold an older value than the repository. If the entry cannot
+    be invalidated, the write raises :class:`~redkit.errors.InvalidationPending` (the
+    repository write stands: the exception carries ``id`` and the write's ``result``), and
+    the invalidation is retried in the background until Redis answers, so the stale entry
+    disappears as soon as the network heals; meanwhile reads of that id in this process go to
+    the repository. If only the refill fails, the entry is already gone: with
+    ``on_error="fallback"`` the write succeeds; with ``"raise"`` the refill's error is raised.
     """
 
     def __init__(
@@ -39,10 +47,16 @@ class WriteThrough:
         for name in ("find_by_id", "create", "update", "delete"):
             if not callable(getattr(repository, name, None)):
                 raise ConfigurationError(f"repository has no {name}() method")
+        if not isinstance(id_field, str) or not id_field:
+            raise ConfigurationError(f"id_field must be a non-empty str, got {id_field!r}")
         self.repository = repository
         self.id_field = id_field
-        self.on_error: OnError = on_error
         self.cache = CacheAside(client, prefix, ttl, on_error=on_error, **cache_options)
+
+    @property
+    def stats(self) -> CacheStats:
+        """The cache's counters (hits, misses, fetches from the repository, ...)."""
+        return self.cache.stats
 
     async def get(self, id: KeyId) -> Entity | None:
         """The entity ``id`` from the cache, read through from the repository on a miss."""
@@ -50,6 +64,8 @@ class WriteThrough:
 
     async def create(self, entity: Mapping[str, Any]) -> Entity:
         """Insert ``entity`` in the repository, then cache it as stored."""
+        if self.id_field in entity:
+            self.cache.keys.key(entity[self.id_field])  # a bad id fails before the database
         created = await self.repository.create(entity)
         try:
             id = created[self.id_field]
@@ -57,38 +73,48 @@ class WriteThrough:
             raise ConfigurationError(
                 f"the repository returned an entity without its id field {self.id_field!r}"
             ) from None
-        await self._refresh(id)
+        await self._refresh(id, created)
         return created
 
     async def update(self, id: KeyId, changes: Mapping[str, Any]) -> Entity | None:
         """Apply ``changes`` in the repository, then refresh the cache; None when missing."""
+        self.cache.keys.key(id)
         updated = await self.repository.update(id, changes)
-        await self._refresh(id)
+        await self._refresh(id, updated)
         return updated
 
     async def delete(self, id: KeyId) -> bool:
         """Delete ``id`` from the repository, then from the cache; whether it existed."""
+        self.cache.keys.key(id)
         deleted = await self.repository.delete(id)
-        await self._refresh(id)
+        await self._refresh(id, deleted)
         return deleted
 
-    async def _refresh(self, id: KeyId) -> None:
+    async def aclose(self) -> None:
+        """Stop the cache's background work (pending invalidations are logged, not lost
+        silently); not the client or the repository."""
+        await self.cache.aclose()
+
+    async def __aenter__(self) -> WriteThrough:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def _refresh(self, id: KeyId, result: Any) -> None:
         """Bring the entry in line with the repository after a write to it."""
         try:
             await self.cache.refresh(id, lambda: self.repository.find_by_id(id))
-        except SerializationError:
-            raise
-        except RedkitError as exc:
-            try:
-                await self.cache.invalidate(id)
-            except RedkitError:
-                logger.error(
-                    "cache entry %r may be stale until its ttl: refresh and invalidation both "
-                    "failed after the repository write (%s)",
-                    id,
-                    exc,
-                )
-            else:
-                logger.warning("cache refresh of %r failed, entry invalidated: %s", id, exc)
-            if self.on_error == "raise":
-                raise
+        except InvalidationPending as exc:
+            raise InvalidationPending(
+                f"the repository write of {id!r} succeeded, but its cache entry could not be "
+                f"invalidated and may serve the previous value until Redis answers again "
+                f"(retried in the background): {exc.__cause__}",
+                id=id,
+                result=result,
+            ) from exc.__cause__

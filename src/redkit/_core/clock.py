@@ -1,4 +1,8 @@
-"""Clocks, injected wherever time matters so tests can drive them."""
+"""Clocks, injected wherever time matters so tests can drive them.
+
+Only durations are measured in the process (``monotonic``); where several clients compare
+timestamps, redkit reads the server's clock (``TIME`` inside a script) instead.
+"""
 
 from __future__ import annotations
 
@@ -7,18 +11,15 @@ from typing import Protocol
 
 
 class Clock(Protocol):
-    """A source of time: ``monotonic()`` for durations, ``time()`` for wall-clock seconds."""
+    """A source of monotonic time in seconds, for durations and deadlines."""
 
     def monotonic(self) -> float: ...
 
-    def time(self) -> float: ...
-
 
 class SystemClock:
-    """The real clocks of this process."""
+    """The real monotonic clock of this process."""
 
     monotonic = staticmethod(time.monotonic)
-    time = staticmethod(time.time)
 
 
 SYSTEM_CLOCK: Clock = SystemClock()

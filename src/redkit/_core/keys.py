@@ -1,12 +1,18 @@
 """Key naming: ``prefix[:vVERSION]:{id}`` with the id as the Cluster hash tag.
 
-The id sits in braces so that every companion key of an entry (``...:{id}:lock``,
-``...:{id}:gen``) hashes to the same Cluster slot and one Lua script may touch them all.
-Companions are suffixes of the entry key, so even an id holding ``}`` keeps them together.
+The id sits in braces so that every companion key of an entry (``...:{id}:lock``) hashes to
+the same Cluster slot and one Lua script may touch them all. Redis ends a hash tag at the first
+``}``, so an id is written inside the tag with ``%`` as ``%25`` and ``}`` as ``%7D``: no id can
+end the tag early (``"}x"`` would otherwise leave an empty tag and scatter an entry and its lock
+over two slots), and distinct ids still give distinct keys.
+
+Every companion suffix is declared here, in :class:`Companion`, and nowhere else: sweeps such
+as ``invalidate_pattern`` delete every declared companion, so none can be forgotten.
 """
 
 from __future__ import annotations
 
+import enum
 import re
 
 from redkit.errors import InvalidKey
@@ -16,9 +22,51 @@ KeyId = str | int
 _GLOB = re.compile(r"([*?\[\]\\])")
 
 
+class Companion(enum.StrEnum):
+    """Keys that live beside an entry, in its slot: ``<entry key>:<suffix>``."""
+
+    #: the fill lock (lease) of a cache entry; set/invalidate delete it to revoke fills
+    LOCK = "lock"
+
+
+#: The byte suffixes of every companion, for sweeps over raw keys.
+_COMPANION_SUFFIXES: tuple[tuple[bytes, Companion], ...] = tuple(
+    (f"}}:{role.value}".encode(), role) for role in Companion
+)
+
+
 def escape_glob(text: str) -> str:
     """``text`` with Redis glob characters escaped, so SCAN MATCH treats them literally."""
     return _GLOB.sub(r"\\\1", text)
+
+
+def encode_id(text: str) -> str:
+    """``text`` made safe inside a hash tag: ``%`` -> ``%25``, ``}`` -> ``%7D`` (reversible)."""
+    if "%" in text:
+        text = text.replace("%", "%25")
+    if "}" in text:
+        text = text.replace("}", "%7D")
+    return text
+
+
+def id_text(id: object) -> str:
+    """The text an id is keyed by: a str, an int (not a bool) or an Enum of one, by value."""
+    kind = type(id)
+    if kind is str:
+        if id:
+            return id  # type: ignore[return-value]
+        raise InvalidKey("id must not be empty")
+    if kind is int:
+        return str(id)
+    if isinstance(id, enum.Enum):
+        return id_text(id.value)
+    if isinstance(id, bool):
+        raise InvalidKey(f"id must be a str or int, not a bool: {id!r}")
+    if isinstance(id, str):
+        return id_text(str.__str__(id))
+    if isinstance(id, int):
+        return str(int(id))
+    raise InvalidKey(f"id must be a str or int, got {kind.__name__}: {id!r}")
 
 
 class KeySpace:
@@ -29,45 +77,62 @@ class KeySpace:
     def __init__(self, prefix: str, version: int | str | None = None) -> None:
         if not isinstance(prefix, str) or not prefix:
             raise InvalidKey(f"prefix must be a non-empty str, got {prefix!r}")
-        if "{" in prefix or "}" in prefix:
-            raise InvalidKey(
-                f"prefix {prefix!r} contains a brace; redkit places the hash tag itself "
-                "(around the id) so that an entry and its companion keys share a Cluster slot"
-            )
-        if version is not None and (
-            isinstance(version, bool) or not isinstance(version, int | str)
-        ):
-            raise InvalidKey(f"version must be an int or str, got {type(version).__name__}")
+        _no_braces(prefix, "prefix")
+        if version is not None:
+            if isinstance(version, bool) or not isinstance(version, int | str):
+                raise InvalidKey(f"version must be an int or str, got {type(version).__name__}")
+            _no_braces(str(version), "version")
         self.prefix = prefix
         self.version = version
         self.namespace = f"{prefix}:" if version is None else f"{prefix}:v{version}:"
 
     def key(self, id: KeyId) -> str:
         """The Redis key of ``id``; raises InvalidKey for an empty or non str/int id."""
-        if type(id) is str:
-            if id:
-                return f"{self.namespace}{{{id}}}"
-            raise InvalidKey("id must not be empty")
-        if type(id) is int:
-            return f"{self.namespace}{{{id}}}"
-        raise InvalidKey(f"id must be a str or int, got {type(id).__name__}: {id!r}")
+        if type(id) is str and id and "}" not in id and "%" not in id:
+            return f"{self.namespace}{{{id}}}"  # the common case, kept short
+        return f"{self.namespace}{{{encode_id(id_text(id))}}}"
 
     def keys(self, ids: list[KeyId]) -> list[str]:
         """The Redis keys of ``ids``, in order (the batch form of :meth:`key`)."""
-        for id in ids:
-            kind = type(id)
-            if not ((kind is str and id) or kind is int):
-                self.key(id)  # raises the precise InvalidKey
-        namespace = self.namespace
-        return [f"{namespace}{{{id}}}" for id in ids]
+        return [self.key(id) for id in ids]
 
     def match(self, pattern: str) -> str:
-        """A SCAN MATCH pattern for the ids matching glob ``pattern`` in this namespace only."""
+        """A SCAN MATCH pattern for the entries and companions of ids matching ``pattern``.
+
+        ``pattern`` is a Redis glob over ids (``*``, ``?``, ``[...]``); ``%`` and ``}`` in it
+        are encoded as in keys. Only this namespace (prefix and version) is matched.
+        """
         if not isinstance(pattern, str) or not pattern:
             raise InvalidKey(f"pattern must be a non-empty str, got {pattern!r}")
-        return f"{escape_glob(self.namespace)}{{{pattern}}}"
+        return f"{escape_glob(self.namespace)}{{{encode_id(pattern)}}}*"
+
+    def entry_of(self, raw: bytes) -> bytes | None:
+        """The entry key that ``raw`` (an entry or one of its companions) belongs to, or None.
+
+        Used by sweeps over SCAN results: a key of this namespace that is neither an entry
+        nor a declared companion is not ours, and is left alone.
+        """
+        if raw.endswith(b"}"):
+            return raw
+        for suffix, _ in _COMPANION_SUFFIXES:
+            if raw.endswith(suffix):
+                return raw[: -len(suffix) + 1]
+        return None
 
 
-def companion(key: str, role: str) -> str:
+def companion(key: str, role: Companion) -> str:
     """The key of ``key``'s companion ``role`` (same hash tag, same slot)."""
-    return f"{key}:{role}"
+    return f"{key}:{role.value}"
+
+
+def companions(key: str) -> list[str]:
+    """Every declared companion key of ``key``."""
+    return [f"{key}:{role.value}" for role in Companion]
+
+
+def _no_braces(text: str, what: str) -> None:
+    if "{" in text or "}" in text:
+        raise InvalidKey(
+            f"{what} {text!r} contains a brace; redkit places the hash tag itself "
+            "(around the id) so that an entry and its companion keys share a Cluster slot"
+        )

@@ -6,7 +6,12 @@ takes the lock before fetching and stores the result only if it still holds the 
 (``cache_fill.lua``); ``set`` and ``invalidate`` delete the lock, so a fetch that raced with
 them is refused instead of caching data older than the source. The same lock makes callers in
 other processes wait for the one fetch (stampede protection); in this process concurrent
-misses share one call (single-flight) and, on the async face, concurrent reads share one MGET.
+misses share one call (single-flight) and concurrent reads share one MGET.
+
+The pattern is thin over the kernel: the :class:`~redkit._sync.store.Store` owns keys,
+scripts, batching, single-flight and the write barrier; the
+:class:`~redkit._core.degradation.Degradation` policy decides what a Redis failure does; the
+:class:`~redkit._core.events.Events` sink counts what happens (``stats``).
 """
 
 from __future__ import annotations
@@ -16,25 +21,23 @@ import math
 import random
 import secrets
 from collections.abc import Awaitable, Callable, Iterable, Mapping
-from typing import Any, Literal
+from types import TracebackType
+from typing import Any
 
-from redis.cluster import RedisCluster
-
-from redkit._compat import ReadBatcher, SingleFlight, call_fetcher, sleep
-from redkit._sync.scripting import run_script
+from redkit._compat import ASYNC, call_fetcher, check_fetcher, sleep
+from redkit._sync.store import Store
 from redkit._core.clock import SYSTEM_CLOCK, Clock
 from redkit._core.codecs import DEFAULT_MAX_VALUE_SIZE, NEGATIVE, Codec, Serializer, SerializerName
-from redkit._core.keys import KeyId, KeySpace, companion
-from redkit._core.stats import CacheStats
-from redkit._core.translate import REDIS_ERRORS, translate
+from redkit._core.degradation import Degradation, OnError
+from redkit._core.events import CacheStats, Event, Events
+from redkit._core.keys import Companion, KeyId, KeySpace, companion, companions
 from redkit._core.ttl import non_negative, seconds_to_ms
 from redkit._scripts import script
-from redkit.errors import BackendUnavailable, ConfigurationError, CorruptEntry, RedkitError
+from redkit.errors import BackendError, CorruptEntry, InvalidationPending, RedkitError
 
 logger = logging.getLogger("redkit.cache")
 
-OnError = Literal["fallback", "raise"]
-Fetcher = Callable[[], Any] | Callable[[], Awaitable[Any]]
+Fetcher = Callable[[], Any]
 
 _GET_OR_LOCK = script("cache_get_or_lock")
 _FILL = script("cache_fill")
@@ -45,7 +48,13 @@ _GET_WITH_TTL = script("cache_get_with_ttl")
 _COMPARE_AND_DELETE = script("compare_and_delete")
 
 _MAX_CORRUPT_LOGGED = 1024
-_SCAN_BATCH = 500
+_UNLINK_BATCH = 500
+_FIRST_POLL = 0.005
+_MAX_POLL = 0.1
+
+
+def _token() -> str:
+    return secrets.token_hex(16)
 
 
 class CacheAside:
@@ -53,14 +62,20 @@ class CacheAside:
 
     ``ttl``: seconds an entry lives; ``negative_ttl``: seconds a ``None`` from the fetcher is
     remembered (0 disables); ``beta``: probabilistic early refresh (XFetch, 1.0 is the usual
-    choice; None disables); ``lock_ttl``/``lock_wait``: how long one fetch may hold the fill
-    lock and how long other callers wait for its value before asking the source themselves;
-    ``on_error``: when Redis is unreachable, ``"fallback"`` serves reads from the fetcher (and
-    ``get`` reports a miss) while ``"raise"`` raises BackendUnavailable. Writes (``set``,
-    ``invalidate``) always raise: a silently failed invalidation would leave stale data.
-    ``breaker``: with ``"fallback"``, once Redis is found unreachable, reads skip it for this
-    many seconds (no connection attempts, no timeouts to wait out); 0 disables.
-    ``clock`` and ``rng`` (uniform in [0, 1)) are seams for tests.
+    choice; None disables; a failed early refresh is logged and counted, and the caller gets
+    the cached value); ``lock_ttl``/``lock_wait``: how long one fetch may hold the fill lock
+    and how long other callers wait for its value before asking the source themselves.
+
+    When Redis fails (the degradation policy): ``on_error="fallback"`` (default) serves reads
+    from the fetcher (``get`` reports a miss) and keeps a fetched value even if storing it
+    fails; ``"raise"`` raises. ``breaker``: once Redis is found unreachable, reads skip it for
+    this many seconds (0 disables). A busy server (pool exhausted, READONLY, a moving slot)
+    degrades the one call without opening the breaker; a refused password always raises
+    ``AuthenticationFailed``. Writes (``set``, ``invalidate``...) always raise.
+
+    ``batch_reads=False`` sends one GET per read instead of batching concurrent reads.
+    ``clock`` and ``rng`` (uniform in [0, 1)) are seams for tests. Close it with
+    ``close()`` (or use it as a context manager) to stop its background work.
     """
 
     def __init__(
@@ -79,14 +94,12 @@ class CacheAside:
         lock_wait: float = 5.0,
         on_error: OnError = "fallback",
         breaker: float = 1.0,
+        batch_reads: bool = True,
         clock: Clock = SYSTEM_CLOCK,
         rng: Callable[[], float] = random.random,
     ) -> None:
-        if on_error not in ("fallback", "raise"):
-            raise ConfigurationError(f"on_error must be 'fallback' or 'raise', got {on_error!r}")
         if beta is not None and non_negative(beta, "beta") == 0:
             beta = None
-        self.client = client
         self.keys = KeySpace(prefix, version)
         self.codec = Codec(
             serializer, compress_threshold=compress_threshold, max_value_size=max_value_size
@@ -100,40 +113,44 @@ class CacheAside:
         self.beta = beta
         self.lock_ttl_ms = seconds_to_ms(lock_ttl, "lock_ttl")
         self.lock_wait = non_negative(lock_wait, "lock_wait")
-        self.on_error: OnError = on_error
-        self.breaker = non_negative(breaker, "breaker")
-        self._skip_until = 0.0
         self.clock = clock
         self.rng = rng
-        self.stats = CacheStats()
-        self._cluster = isinstance(client, RedisCluster)
-        self._reader = ReadBatcher(client, cluster=self._cluster)
-        self._flight = SingleFlight()
+        threadsafe = True
+        self.events = Events("cache_aside", prefix, threadsafe=threadsafe)
+        self.stats = CacheStats(self.events)
+        self.policy = Degradation(
+            on_error,
+            breaker=non_negative(breaker, "breaker"),
+            clock=clock,
+            events=self.events,
+            logger=logger,
+            name=f"cache {prefix!r}",
+        )
+        self.store = Store(
+            client, self.keys, pattern="CacheAside", events=self.events, batch_reads=batch_reads
+        )
+        self.client = client
         self._corrupt_logged: set[str] = set()
+
+    @property
+    def on_error(self) -> OnError:
+        """The degradation policy's choice: ``"fallback"`` or ``"raise"``."""
+        return self.policy.on_error
 
     # -- reads ---------------------------------------------------------------------------
 
     def get(self, id: KeyId, default: Any = None) -> Any:
         """The cached value of ``id``, or ``default`` on a miss (or a cached ``None``)."""
         key = self.keys.key(id)
-        if self._skip_until and self._skipping():
+        if self.policy.is_open():
             return default
         try:
-            data = self._reader.get(key)
-        except REDIS_ERRORS as exc:
-            self._read_failed(exc)
+            data = self.store.get(key)
+        except RedkitError as exc:
+            self.policy.read_failed(exc)
             return default
-        if data is None:
-            self.stats.misses += 1
-            return default
-        try:
-            value = self.codec.decode(data, key)
-        except CorruptEntry as exc:
-            self._corrupt(key, exc)
-            self.stats.misses += 1
-            return default
-        self.stats.hits += 1
-        return default if value is NEGATIVE else value
+        value = self._decode(key, data)
+        return default if value is NEGATIVE or value is _MISSING else value
 
     def get_or_fetch(self, id: KeyId, fetcher: Fetcher, ttl: float | None = None) -> Any:
         """The cached value of ``id``; on a miss, ``fetcher()``'s result, cached for ``ttl``.
@@ -142,26 +159,22 @@ class CacheAside:
         ``negative_ttl``. One fetch serves every concurrent miss of ``id``.
         """
         key = self.keys.key(id)
+        check_fetcher(fetcher)
         ttl_ms = self.ttl_ms if ttl is None else seconds_to_ms(ttl)
-        if self._skip_until and self._skipping():
+        if self.policy.is_open():
             return self._fetch(fetcher)
         if self.beta is not None:
             return self._get_or_refresh(key, fetcher, ttl_ms)
         try:
-            data = self._reader.get(key)
-        except REDIS_ERRORS as exc:
-            self._read_failed(exc)
+            data = self.store.get(key)
+        except RedkitError as exc:
+            self.policy.read_failed(exc)
             return self._fetch(fetcher)
-        if data is not None:
-            try:
-                value = self.codec.decode(data, key)
-            except CorruptEntry as exc:
-                self._corrupt(key, exc)
-            else:
-                self.stats.hits += 1
-                return None if value is NEGATIVE else value
-        self.stats.misses += 1
-        return self._flight.do(key, lambda: self._load(key, fetcher, ttl_ms, data))
+        value = self._decode(key, data)
+        if value is not _MISSING:
+            return None if value is NEGATIVE else value
+        corrupt = data
+        return self.store.flight(key, lambda: self._load(key, fetcher, ttl_ms, corrupt))
 
     def get_many(self, ids: Iterable[KeyId]) -> dict[KeyId, Any]:
         """The cached values of ``ids`` in one round trip; misses are absent from the result."""
@@ -169,32 +182,30 @@ class CacheAside:
         if not ids:
             return {}
         keys = self.keys.keys(ids)
+        if self.policy.is_open(len(keys)):
+            return {}
         try:
-            if self._cluster:
-                values = self.client.mget_nonatomic(keys)
-            else:
-                values = self.client.mget(keys)
-        except REDIS_ERRORS as exc:
-            self._read_failed(exc, count=len(keys))
+            values = self.store.get_many(keys)
+        except RedkitError as exc:
+            self.policy.read_failed(exc, count=len(keys))
             return {}
         found: dict[KeyId, Any] = {}
         loads = self.codec.serializer.loads
         hits = 0
-        for id, data in zip(ids, values, strict=True):
+        for id, key, data in zip(ids, keys, values, strict=True):
             if data is None:
                 continue
             try:
                 # Plain entries (the common case) are decoded inline; the rest via the codec.
                 value = loads(data[1:]) if data[:1] == b"\x00" else self.codec.decode(data)
             except Exception as exc:
-                key = self.keys.key(id)
                 self._corrupt(key, CorruptEntry(f"entry does not decode: {exc}", key))
                 continue
             hits += 1
             if value is not NEGATIVE:
                 found[id] = value
-        self.stats.hits += hits
-        self.stats.misses += len(keys) - hits
+        self.events.emit(Event.HIT, hits)
+        self.events.emit(Event.MISS, len(keys) - hits)
         return found
 
     # -- writes --------------------------------------------------------------------------
@@ -204,54 +215,53 @@ class CacheAside:
         key = self.keys.key(id)
         payload = self.codec.encode(value, key=key)
         ttl_ms = self._entry_ttl_ms(value, ttl)
-        self._reader.forget(key)
-        run_script(self.client, _SET, [key, companion(key, "lock")], [payload, ttl_ms])
+        self.store.write(
+            _SET, [key, companion(key, Companion.LOCK)], [payload, ttl_ms], entries=[key]
+        )
 
     def set_many(self, mapping: Mapping[KeyId, Any], ttl: float | None = None) -> None:
-        """Cache every value of ``mapping`` in one round trip; all are encoded before sending."""
+        """Cache every value of ``mapping`` in one round trip, revoking fills of each.
+
+        Every value is encoded before anything is sent; each entry is stored atomically with
+        its fill lock revoked (the same script as :meth:`set`), in one pipeline.
+        """
+        calls = []
         entries = []
         for id, value in mapping.items():
             key = self.keys.key(id)
-            entries.append((key, self.codec.encode(value, key=key), self._entry_ttl_ms(value, ttl)))
-        if not entries:
-            return
-        pipe = self.client.pipeline(transaction=False)
-        for key, payload, ttl_ms in entries:
-            self._reader.forget(key)
-            pipe.execute_command("UNLINK", companion(key, "lock"))
-            pipe.set(key, payload, px=ttl_ms)
-        try:
-            pipe.execute()
-        except REDIS_ERRORS as exc:
-            raise translate(exc) from exc
+            payload = self.codec.encode(value, key=key)
+            calls.append(
+                (
+                    _SET,
+                    [key, companion(key, Companion.LOCK)],
+                    [payload, self._entry_ttl_ms(value, ttl)],
+                )
+            )
+            entries.append(key)
+        self.store.write_many(calls, entries=entries)
 
     def invalidate(self, id: KeyId) -> bool:
         """Remove ``id``'s entry and revoke any fill in progress; whether an entry existed."""
         key = self.keys.key(id)
-        self._reader.forget(key)
-        return bool(run_script(self.client, _INVALIDATE, [key, companion(key, "lock")]))
+        return bool(self.store.write(_INVALIDATE, [key, *companions(key)], entries=[key]))
 
     def invalidate_pattern(self, pattern: str) -> int:
         """Remove the entries whose id matches glob ``pattern``; how many were removed.
 
-        Uses SCAN on every primary and UNLINK in batches, never KEYS. Fills in progress for
-        matching ids are revoked too. Only this cache's namespace (prefix and version) is
-        touched, whatever glob characters the prefix holds.
+        Uses SCAN on every primary and UNLINK in batches, never KEYS. Every companion of a
+        matching entry (fill locks...) goes too. Only this cache's namespace (prefix and
+        version) is touched, whatever glob characters the prefix holds.
         """
-        match = self.keys.match(pattern) + "*"
         removed = 0
         batch: list[bytes] = []
-        try:
-            for key in self.client.scan_iter(match=match, count=1000):
-                if key.endswith(b"}") or key.endswith(b"}:lock"):
-                    batch.append(key)
-                if len(batch) >= _SCAN_BATCH:
-                    removed += self._unlink_batch(batch)
-                    batch = []
-            if batch:
+        for raw in self.store.scan(self.keys.match(pattern)):
+            if self.keys.entry_of(raw) is not None:
+                batch.append(raw)
+            if len(batch) >= _UNLINK_BATCH:
                 removed += self._unlink_batch(batch)
-        except REDIS_ERRORS as exc:
-            raise translate(exc) from exc
+                batch = []
+        if batch:
+            removed += self._unlink_batch(batch)
         return removed
 
     def refresh(self, id: KeyId, fetcher: Fetcher, ttl: float | None = None) -> Any:
@@ -259,60 +269,122 @@ class CacheAside:
 
         The entry is removed and its fill lock taken in one step, revoking fills in progress,
         so only a value read after this call is stored. Used after writes to the source.
+
+        If the entry cannot be removed (Redis unreachable), it may hold an older value than
+        the source: this raises :class:`~redkit.errors.InvalidationPending` and keeps removing
+        it in the background until Redis answers (reads of it in this process skip Redis
+        meanwhile).
         """
         key = self.keys.key(id)
+        check_fetcher(fetcher)
         ttl_ms = self.ttl_ms if ttl is None else seconds_to_ms(ttl)
-        lock = companion(key, "lock")
-        token = secrets.token_hex(12)
-        self._reader.forget(key)
-        run_script(self.client, _INVALIDATE_AND_LOCK, [key, lock], [token, self.lock_ttl_ms])
+        lock = companion(key, Companion.LOCK)
+        token = _token()
+        try:
+            self.store.write(
+                _INVALIDATE_AND_LOCK, [key, lock], [token, self.lock_ttl_ms], entries=[key]
+            )
+        except BaseException as exc:
+            # Whether the entry was removed is unknown: remove it (and the lock) for sure.
+            self.store.invalidate_later(key)
+            if isinstance(exc, BackendError):
+                raise InvalidationPending(
+                    f"the cache entry of {id!r} could not be invalidated ({exc}); "
+                    "redkit keeps retrying in the background",
+                    id=id,
+                    result=None,
+                ) from exc
+            raise
         return self._fetch_and_fill(key, lock, token, fetcher, ttl_ms)
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Stop this cache's background work (reads in flight, lock clean-ups); not the client."""
+        self.store.close()
+
+    def __enter__(self) -> CacheAside:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
 
     # -- internals -----------------------------------------------------------------------
 
-    def _unlink_batch(self, keys: list[bytes]) -> int:
-        entries = [key for key in keys if key.endswith(b"}")]
-        locks = [key for key in keys if not key.endswith(b"}")]
-        for key in entries:
-            self._reader.forget(key.decode())
-        removed = self.client.unlink(*entries) if entries else 0
-        if locks:
-            self.client.unlink(*locks)
-        return int(removed)
-
-    def _load(self, key: str, fetcher: Fetcher, ttl_ms: int, seen: bytes | None) -> Any:
-        """A miss: wait for another process's fetch, or take the fill lock and fetch."""
-        lock = companion(key, "lock")
-        token = secrets.token_hex(12)
-        deadline = self.clock.monotonic() + self.lock_wait
-        delay = 0.005
+    def _decode(self, key: str, data: bytes | None) -> Any:
+        """The value in ``data`` (``NEGATIVE`` for a negative entry), or ``_MISSING``."""
+        if data is None:
+            self.events.emit(Event.MISS)
+            return _MISSING
         try:
-            if seen is not None:  # a corrupt entry: drop it unless someone replaced it already
-                run_script(self.client, _COMPARE_AND_DELETE, [key], [seen])
+            value = self.codec.decode(data, key)
+        except CorruptEntry as exc:
+            self._corrupt(key, exc)
+            self.events.emit(Event.MISS)
+            return _MISSING
+        self.events.emit(Event.HIT)
+        return value
+
+    def _unlink_batch(self, raw_keys: list[bytes]) -> int:
+        entries = [raw for raw in raw_keys if raw.endswith(b"}")]
+        others = [raw for raw in raw_keys if not raw.endswith(b"}")]
+        detached = [raw.decode() for raw in entries]
+        removed = self.store.unlink(entries, entries=detached)
+        self.store.unlink(others, entries=())
+        return removed
+
+    def _load(self, key: str, fetcher: Fetcher, ttl_ms: int, corrupt: bytes | None) -> Any:
+        """A miss: wait for another process's fetch, or take the fill lock and fetch.
+
+        Runs once per key for all concurrent callers in this process (single-flight). If this
+        call is cancelled or fails after asking for the lock, the lock is released (by token,
+        so never another caller's) so that the next caller does not wait out ``lock_ttl``.
+        """
+        lock = companion(key, Companion.LOCK)
+        token = _token()
+        deadline = self.clock.monotonic() + self.lock_wait
+        delay = _FIRST_POLL
+        waited = False
+        try:
+            if corrupt is not None:  # drop the corrupt bytes unless someone replaced them
+                self.store.run(_COMPARE_AND_DELETE, [key], [corrupt])
             while True:
-                found, payload = run_script(
-                    self.client, _GET_OR_LOCK, [key, lock], [token, self.lock_ttl_ms]
-                )
+                try:
+                    found, data = self.store.run(
+                        _GET_OR_LOCK, [key, lock], [token, self.lock_ttl_ms]
+                    )
+                except BaseException:
+                    # The script may have taken the lock before the failure or cancellation.
+                    self._release(lock, token)
+                    raise
                 if found:
                     try:
-                        value = self.codec.decode(payload, key)
+                        value = self.codec.decode(data, key)
                     except CorruptEntry as exc:
                         self._corrupt(key, exc)
-                        run_script(self.client, _COMPARE_AND_DELETE, [key], [payload])
+                        self.store.run(_COMPARE_AND_DELETE, [key], [data])
                         continue
                     return None if value is NEGATIVE else value
-                if payload:
-                    return self._fetch_and_fill(key, lock, token, fetcher, ttl_ms)
+                if data:  # this caller holds the lock
+                    break
+                if not waited:
+                    waited = True
+                    self.events.emit(Event.LOCK_WAIT)
                 if self.clock.monotonic() >= deadline:
+                    self.events.emit(Event.LOCK_WAIT_EXPIRED)
                     logger.warning("gave up waiting for another fetch of %s; fetching", key)
                     return self._fetch(fetcher)
                 sleep(delay)
-                delay = min(delay * 2, 0.1)
-        except RedkitError as exc:
-            if not isinstance(exc, BackendUnavailable):
-                raise
-            self._read_failed(exc)
+                delay = min(delay * 2, _MAX_POLL)
+        except BackendError as exc:
+            self.policy.read_failed(exc)
             return self._fetch(fetcher)
+        return self._fetch_and_fill(key, lock, token, fetcher, ttl_ms)
 
     def _fetch_and_fill(
         self, key: str, lock: str, token: str, fetcher: Fetcher, ttl_ms: int
@@ -334,22 +406,24 @@ class CacheAside:
                 return None
             ttl_ms = self.negative_ttl_ms
         try:
-            stored = run_script(self.client, _FILL, [key, lock], [token, payload, ttl_ms])
-        except RedkitError as exc:
-            self._read_failed(exc)
+            stored = self.store.run(_FILL, [key, lock], [token, payload, ttl_ms])
+        except BaseException as exc:
+            self._release(lock, token)
+            if not isinstance(exc, RedkitError):
+                raise
+            self.policy.fill_failed(exc)
             return value
         if not stored:
+            self.events.emit(Event.FILL_REFUSED)
             logger.debug("fill of %s refused: invalidated or set while fetching", key)
         return value
 
     def _get_or_refresh(self, key: str, fetcher: Fetcher, ttl_ms: int) -> Any:
         """get_or_fetch with XFetch: occasionally refresh a hit before it expires."""
         try:
-            data, pttl = run_script(self.client, _GET_WITH_TTL, [key])
+            data, pttl = self.store.run(_GET_WITH_TTL, [key])
         except RedkitError as exc:
-            if not isinstance(exc, BackendUnavailable):
-                raise
-            self._read_failed(exc)
+            self.policy.read_failed(exc)
             return self._fetch(fetcher)
         if data is not None:
             try:
@@ -357,13 +431,14 @@ class CacheAside:
             except CorruptEntry as exc:
                 self._corrupt(key, exc)
             else:
-                self.stats.hits += 1
+                self.events.emit(Event.HIT)
                 result = None if value is NEGATIVE else value
                 if pttl > 0 and self._should_refresh(delta_ms, pttl):
                     self._refresh_early(key, fetcher, ttl_ms)
                 return result
-        self.stats.misses += 1
-        return self._flight.do(key, lambda: self._load(key, fetcher, ttl_ms, data))
+        self.events.emit(Event.MISS)
+        corrupt = data
+        return self.store.flight(key, lambda: self._load(key, fetcher, ttl_ms, corrupt))
 
     def _should_refresh(self, delta_ms: int, remaining_ms: int) -> bool:
         """XFetch (Vattani et al.): refresh when -delta*beta*ln(U) reaches the time left."""
@@ -371,26 +446,38 @@ class CacheAside:
         return -delta_ms * self.beta * math.log(1.0 - self.rng()) >= remaining_ms
 
     def _refresh_early(self, key: str, fetcher: Fetcher, ttl_ms: int) -> None:
-        """Recompute a hot entry before it expires, if no other caller is already doing it."""
-        lock = companion(key, "lock")
-        token = secrets.token_hex(12)
+        """Recompute a hot entry before it expires, if no other caller is already doing it.
+
+        Whatever goes wrong (the source fails, Redis fails) is logged and counted: the caller
+        already holds a good cached value and gets it.
+        """
+        lock = companion(key, Companion.LOCK)
+        token = _token()
         try:
-            taken = self.client.set(lock, token, nx=True, px=self.lock_ttl_ms)
-        except REDIS_ERRORS as exc:
-            self._read_failed(exc)
-            return
-        if taken:
-            self._fetch_and_fill(key, lock, token, fetcher, ttl_ms)
+            taken = self.store.call("SET", lock, token, "NX", "PX", self.lock_ttl_ms)
+            if taken:
+                self.events.emit(Event.EARLY_REFRESH)
+                self._fetch_and_fill(key, lock, token, fetcher, ttl_ms)
+        except Exception as exc:
+            self.events.emit(Event.EARLY_REFRESH_FAILED)
+            logger.warning("early refresh of %s failed; serving the cached value: %r", key, exc)
 
     def _fetch(self, fetcher: Fetcher) -> Any:
-        self.stats.fetches += 1
+        self.events.emit(Event.FETCH)
         return call_fetcher(fetcher)
 
     def _release(self, lock: str, token: str) -> None:
-        try:
-            run_script(self.client, _COMPARE_AND_DELETE, [lock], [token])
-        except RedkitError:
-            logger.warning("could not release fill lock %s; it expires by itself", lock)
+        """Release the fill lock if this token still holds it; survives a cancelled caller."""
+
+        def release() -> None:
+            try:
+                self.store.run(_COMPARE_AND_DELETE, [lock], [token])
+            except RedkitError as exc:
+                logger.warning(
+                    "could not release fill lock %s (it expires by itself): %s", lock, exc
+                )
+
+        self.store.background.cleanup(release, "fill-lock release")
 
     def _entry_ttl_ms(self, value: Any, ttl: float | None) -> int:
         if ttl is not None:
@@ -399,35 +486,21 @@ class CacheAside:
             return self.negative_ttl_ms
         return self.ttl_ms
 
-    def _read_failed(self, exc: BaseException, count: int = 1) -> None:
-        """A read could not reach Redis: count it, then raise or carry on as configured."""
-        self.stats.errors += count
-        error = translate(exc)
-        if self.on_error == "raise":
-            raise error from (None if error is exc else exc)
-        if self.breaker and isinstance(error, BackendUnavailable):
-            self._skip_until = self.clock.monotonic() + self.breaker
-            logger.warning(
-                "cache %s serves from its source for %.1fs: %s",
-                self.keys.prefix,
-                self.breaker,
-                error,
-            )
-        else:
-            logger.warning("cache %s degraded to its source: %s", self.keys.prefix, error)
-
-    def _skipping(self) -> bool:
-        """Whether the breaker is open (Redis recently unreachable); counts the skipped read."""
-        if self.clock.monotonic() < self._skip_until:
-            self.stats.errors += 1
-            return True
-        self._skip_until = 0.0
-        return False
-
     def _corrupt(self, key: str, exc: CorruptEntry) -> None:
-        """Report an undecodable entry once per key; it is treated as a miss."""
+        """Count an undecodable entry and report it once per key; it is treated as a miss."""
+        self.events.emit(Event.CORRUPT)
         if key in self._corrupt_logged:
             return
         if len(self._corrupt_logged) < _MAX_CORRUPT_LOGGED:
             self._corrupt_logged.add(key)
         logger.warning("corrupt cache entry %s treated as a miss: %s", key, exc)
+
+
+class _Missing:
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "MISSING"
+
+
+_MISSING: Any = _Missing()

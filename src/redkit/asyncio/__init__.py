@@ -13,7 +13,7 @@ from redkit._async.repository import Repository
 from redkit._async.write_through import WriteThrough
 from redkit._core.backoff import Backoff
 from redkit._core.codecs import Codec, Serializer
-from redkit._core.stats import CacheStats
+from redkit._core.events import CacheStats, Event, subscribe
 from redkit._core.urls import ConnectionEvent
 from redkit.embedded import EmbeddedServer
 
@@ -24,6 +24,7 @@ __all__ = [
     "Codec",
     "ConnectionEvent",
     "EmbeddedServer",
+    "Event",
     "Repository",
     "Serializer",
     "WriteThrough",
@@ -31,4 +32,5 @@ __all__ = [
     "connect",
     "embedded_server",
     "replica_client",
+    "subscribe",
 ]

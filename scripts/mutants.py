@@ -1,0 +1,143 @@
+"""Break each kernel guard on purpose and check that the suite notices.
+
+Usage: ``python scripts/mutants.py [NAME ...]``. Each mutant is a text replacement in the
+async source; the sync face is regenerated, the named tests run (both faces, standalone and
+Cluster), and the source is restored. A mutant the tests do not kill is reported and the
+script exits 1. Not part of ``make test`` (it takes a few minutes): run it after touching a
+guard.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True)
+class Mutant:
+    name: str
+    path: str
+    old: str
+    new: str
+    tests: tuple[str, ...]
+
+
+MUTANTS = [
+    Mutant(
+        "no single-flight",
+        "src/redkit/_async/store.py",
+        "        if ASYNC:\n            call = self._flights.get(key)",
+        "        return await fn()\n        if ASYNC:\n            call = self._flights.get(key)",
+        ("tests/async_/test_kernel.py", "tests/sync/test_kernel.py"),
+    ),
+    Mutant(
+        "write barrier does not detach reads",
+        "src/redkit/_async/store.py",
+        "                    reader.detach(key)",
+        "                    pass",
+        (
+            "tests/async_/test_kernel.py::test_a_read_that_starts_after_a_write_never_joins_an_older_read",
+        ),
+    ),
+    Mutant(
+        "write barrier does not detach single-flight calls",
+        "src/redkit/_async/store.py",
+        "                self._flights.pop(key, None)",
+        "                pass",
+        (
+            "tests/async_/test_kernel.py::test_a_fetch_that_starts_after_an_invalidation_never_joins_an_older_fetch",
+        ),
+    ),
+    Mutant(
+        "corrupt entries not logged",
+        "src/redkit/_async/cache_aside.py",
+        '        logger.warning("corrupt cache entry %s treated as a miss: %s", key, exc)',
+        "        pass",
+        ("tests/async_/test_kernel.py", "tests/sync/test_kernel.py"),
+    ),
+    Mutant(
+        "set_many does not revoke fill locks",
+        "src/redkit/_async/cache_aside.py",
+        "                    _SET,\n",
+        '                    script("plain_set"),\n',
+        ("tests/async_/test_kernel.py", "tests/sync/test_kernel.py"),
+    ),
+    Mutant(
+        "fill ignores its lease",
+        "src/redkit/lua/cache_fill.lua",
+        "if redis.call('GET', KEYS[2]) ~= ARGV[1] then",
+        "if false then",
+        ("tests/async_/test_kernel.py", "tests/async_/test_write_through.py"),
+    ),
+    Mutant(
+        "a cancelled fetch keeps its lock",
+        "src/redkit/_async/cache_aside.py",
+        "            await self._release(lock, token)\n            raise\n        if value is None",
+        "            raise\n        if value is None",
+        ("tests/test_async_cancellation.py",),
+    ),
+]
+
+_PLAIN_SET = ROOT / "src/redkit/lua/plain_set.lua"
+
+
+def run(mutant: Mutant) -> bool:
+    """Apply ``mutant``, run its tests, restore; whether the tests failed (mutant killed)."""
+    path = ROOT / mutant.path
+    original = path.read_text()
+    if mutant.old not in original:
+        raise SystemExit(f"{mutant.name}: the text to mutate is gone from {mutant.path}")
+    _PLAIN_SET.write_text(
+        "-- KEYS[1] entry, KEYS[2] lock (ignored); ARGV[1] bytes, ARGV[2] ttl ms\n"
+        "-- Returns 1\nredis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])\nreturn 1\n"
+    )
+    try:
+        path.write_text(original.replace(mutant.old, mutant.new, 1))
+        subprocess.run(
+            [sys.executable, "scripts/gen_sync.py"], cwd=ROOT, check=True, capture_output=True
+        )
+        result = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "pytest",
+                "-q",
+                "-x",
+                "-p",
+                "no:cacheprovider",
+                "-p",
+                "no:randomly",
+                *mutant.tests,
+            ],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+        )
+    finally:
+        path.write_text(original)
+        _PLAIN_SET.unlink(missing_ok=True)
+        subprocess.run(
+            [sys.executable, "scripts/gen_sync.py"], cwd=ROOT, check=True, capture_output=True
+        )
+    summary = result.stdout.strip().splitlines()[-1] if result.stdout.strip() else "?"
+    killed = result.returncode != 0
+    print(f"{'killed  ' if killed else 'SURVIVED'} {mutant.name}: {summary}")
+    return killed
+
+
+def main(names: list[str]) -> int:
+    chosen = [m for m in MUTANTS if not names or m.name in names]
+    survivors = [m.name for m in chosen if not run(m)]
+    if survivors:
+        print(f"{len(survivors)} mutant(s) survived: {', '.join(survivors)}")
+        return 1
+    print(f"all {len(chosen)} mutants killed")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
