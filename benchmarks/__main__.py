@@ -12,7 +12,7 @@ import redis
 
 from ._common import Comparison, Settings, settings
 
-SCENARIOS = ("sync_hit", "async_hits", "get_many", "hot_key")
+SCENARIOS = ("sync_hit", "async_hits", "get_many", "hot_key", "event_sink")
 
 
 def _scenario(name: str) -> Callable[[Settings], Comparison]:
@@ -22,6 +22,8 @@ def _scenario(name: str) -> Callable[[Settings], Comparison]:
         from .async_hits import run
     elif name == "get_many":
         from .get_many import run
+    elif name == "event_sink":
+        from .event_sink import run
     else:
         from .async_hits import run_hot_key as run
     return run

@@ -82,6 +82,16 @@ MUTANTS = [
     ),
 ]
 
+MUTANTS.append(
+    Mutant(
+        "only an outage degrades",
+        "src/redkit/_core/degradation.py",
+        '        if not isinstance(error, BackendError) or self.on_error == "raise":',
+        '        if not isinstance(error, BackendUnavailable) or self.on_error == "raise":',
+        ("tests/async_/test_degradation.py",),
+    )
+)
+
 _PLAIN_SET = ROOT / "src/redkit/lua/plain_set.lua"
 
 

@@ -47,7 +47,9 @@ class PendingInvalidations:
         self._background = background
         self._events = events
         self.limit = limit
-        self._keys: dict[str, None] = {}
+        #: the keys waiting for their invalidation (read by the store on every read: keep it
+        #: a plain dict)
+        self.keys: dict[str, None] = {}
         self._running = False
         self._stopping = Event()
         if ASYNC:
@@ -56,10 +58,10 @@ class PendingInvalidations:
             self._lock = threading.Lock()
 
     def __contains__(self, key: str) -> bool:
-        return key in self._keys
+        return key in self.keys
 
     def __len__(self) -> int:
-        return len(self._keys)
+        return len(self.keys)
 
     def add(self, key: str) -> bool:
         """Remember ``key`` and make sure the retry job runs; False when over the limit."""
@@ -70,11 +72,11 @@ class PendingInvalidations:
                 start = self._remember(key)
         if start:
             self._background.spawn(self._retry, "invalidation retry")
-        return key in self._keys
+        return key in self.keys
 
     async def settle(self, key: str) -> bool:
         """Try ``key``'s invalidation once now; whether it is done (or was not pending)."""
-        if key not in self._keys:
+        if key not in self.keys:
             return True
         try:
             await self._invalidate(key)
@@ -88,18 +90,18 @@ class PendingInvalidations:
     def stop(self) -> None:
         """Ask the retry job to stop (the owner then closes its Background)."""
         self._stopping.set()
-        if self._keys:
+        if self.keys:
             logger.error(
                 "closing with %d cache invalidations still pending; those entries may stay "
                 "stale until their TTL: %s",
-                len(self._keys),
-                ", ".join(list(self._keys)[:10]),
+                len(self.keys),
+                ", ".join(list(self.keys)[:10]),
             )
 
     def _remember(self, key: str) -> bool:
         """Add ``key`` (under the lock on the sync face); whether the job must be started."""
-        if key not in self._keys:
-            if len(self._keys) >= self.limit:
+        if key not in self.keys:
+            if len(self.keys) >= self.limit:
                 logger.error(
                     "cannot remember more than %d pending invalidations: %s may stay stale "
                     "until its TTL",
@@ -107,7 +109,7 @@ class PendingInvalidations:
                     key,
                 )
                 return False
-            self._keys[key] = None
+            self.keys[key] = None
             self._events.emit(Happened.INVALIDATION_PENDING)
             logger.warning("cache entry %s may be stale: retrying its invalidation", key)
         if self._running or self._stopping.is_set():
@@ -117,21 +119,21 @@ class PendingInvalidations:
 
     def _forget(self, key: str) -> None:
         if ASYNC:
-            self._keys.pop(key, None)
+            self.keys.pop(key, None)
         else:
             with self._lock:
-                self._keys.pop(key, None)
+                self.keys.pop(key, None)
 
     def _done(self) -> bool:
         """Whether the job may end: nothing pending (decided under the lock on the sync face)."""
         if ASYNC:
-            if not self._keys or self._stopping.is_set():
+            if not self.keys or self._stopping.is_set():
                 self._running = False
                 return True
             return False
         else:
             with self._lock:
-                if not self._keys or self._stopping.is_set():
+                if not self.keys or self._stopping.is_set():
                     self._running = False
                     return True
                 return False
@@ -140,9 +142,9 @@ class PendingInvalidations:
         delay = _FIRST_DELAY
         try:
             while not self._done():
-                for key in list(self._keys):
+                for key in list(self.keys):
                     await self.settle(key)
-                if self._keys and await self._stopping.wait(delay):
+                if self.keys and await self._stopping.wait(delay):
                     break
                 delay = min(delay * 2, _MAX_DELAY)
         except BaseException:

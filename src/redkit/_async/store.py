@@ -127,6 +127,7 @@ class Store:
         self.pending = PendingInvalidations(
             self._invalidate_now, background=self.background, events=events
         )
+        self._pending_keys = self.pending.keys
         self._reader = (
             ReadBatcher(client, cluster=self.cluster, gate=self.gate) if batch_reads else None
         )
@@ -140,7 +141,7 @@ class Store:
 
     async def get(self, key: str) -> bytes | None:
         """The bytes at ``key``, None when missing."""
-        if self.pending and key in self.pending:
+        if self._pending_keys and key in self._pending_keys:
             await self._settle(key)
         try:
             if self._reader is not None:
@@ -152,9 +153,9 @@ class Store:
 
     async def get_many(self, keys: list[str]) -> list[bytes | None]:
         """The bytes at each of ``keys``, in order, in one round trip (one per slot group)."""
-        if self.pending:
+        if self._pending_keys:
             for key in keys:
-                if key in self.pending:
+                if key in self._pending_keys:
                     await self._settle(key)
         try:
             async with self.gate:

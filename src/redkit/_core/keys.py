@@ -88,13 +88,23 @@ class KeySpace:
 
     def key(self, id: KeyId) -> str:
         """The Redis key of ``id``; raises InvalidKey for an empty or non str/int id."""
-        if type(id) is str and id and "}" not in id and "%" not in id:
-            return f"{self.namespace}{{{id}}}"  # the common case, kept short
+        kind = type(id)
+        if (kind is str and id and "}" not in id and "%" not in id) or kind is int:  # type: ignore[operator]
+            return f"{self.namespace}{{{id}}}"  # the common cases, kept short
         return f"{self.namespace}{{{encode_id(id_text(id))}}}"
 
     def keys(self, ids: list[KeyId]) -> list[str]:
         """The Redis keys of ``ids``, in order (the batch form of :meth:`key`)."""
-        return [self.key(id) for id in ids]
+        namespace = self.namespace
+        out: list[str] = []
+        append = out.append
+        for id in ids:
+            kind = type(id)
+            if (kind is str and id and "}" not in id and "%" not in id) or kind is int:  # type: ignore[operator]
+                append(f"{namespace}{{{id}}}")
+            else:
+                append(self.key(id))
+        return out
 
     def match(self, pattern: str) -> str:
         """A SCAN MATCH pattern for the entries and companions of ids matching ``pattern``.

@@ -1,6 +1,8 @@
 -- cache_fill: store a freshly fetched entry if this caller still holds the fill lock.
 -- Invalidations and explicit sets delete the lock, so a fetch that raced with them (and may
 -- hold data older than the source now has) is refused instead of caching a stale value.
+-- The entry is written before the lock is deleted: a script's first write is the one the
+-- server checks against maxmemory, so out of memory refuses the whole fill.
 -- KEYS[1]  entry key
 -- KEYS[2]  fill-lock key (same hash tag as the entry)
 -- ARGV[1]  lock token held by the caller
@@ -10,6 +12,6 @@
 if redis.call('GET', KEYS[2]) ~= ARGV[1] then
   return 0
 end
-redis.call('DEL', KEYS[2])
 redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+redis.call('DEL', KEYS[2])
 return 1
