@@ -12,7 +12,7 @@ import redis
 
 from ._common import Comparison, Settings, settings
 
-SCENARIOS = ("sync_hit", "async_hits", "get_many", "hot_key", "event_sink")
+SCENARIOS = ("sync_hit", "async_hits", "get_many", "hot_key", "event_sink", "threads")
 
 
 def _scenario(name: str) -> Callable[[Settings], Comparison]:
@@ -24,6 +24,8 @@ def _scenario(name: str) -> Callable[[Settings], Comparison]:
         from .get_many import run
     elif name == "event_sink":
         from .event_sink import run
+    elif name == "threads":
+        from .threads import run
     else:
         from .async_hits import run_hot_key as run
     return run

@@ -108,7 +108,7 @@ def _tokens(source: str) -> Iterator[tuple[str, int, str]]:
         prev_end = finish
 
 
-_ASYNC_IF = re.compile(r"^(?P<indent>[ \t]*)if ASYNC:[ \t]*(#.*)?$")
+_ASYNC_IF = re.compile(r"^(?P<indent>[ \t]*)if (?P<negated>not )?ASYNC:[ \t]*(#.*)?$")
 _ELSE = re.compile(r"^(?P<indent>[ \t]*)else:[ \t]*(#.*)?$")
 
 
@@ -133,8 +133,10 @@ def _body(lines: list[str], start: int, indent: int) -> int:
 def strip_async_blocks(source: str, name: str = "<source>", converted: str | None = None) -> str:
     """``source`` with each ``if ASYNC:`` block replaced by its ``else:`` body.
 
-    Lines outside the blocks are taken from ``converted`` (the unasynced ``source``, line for
-    line) when given; ``else:`` bodies are sync code already and are always taken verbatim.
+    ``if not ASYNC:`` works the other way round: its body is the sync face's, its ``else:``
+    the async face's. Lines outside the blocks are taken from ``converted`` (the unasynced
+    ``source``, line for line) when given; sync bodies are sync code already and are always
+    taken verbatim.
     """
     lines = source.splitlines(keepends=True)
     kept = lines if converted is None else converted.splitlines(keepends=True)
@@ -157,19 +159,25 @@ def strip_async_blocks(source: str, name: str = "<source>", converted: str | Non
         for j in range(i + 1, end):
             if _ASYNC_IF.match(lines[j].rstrip("\r\n")):
                 raise BlockError(f"{name}:{j + 1}: ASYNC blocks do not nest")
+        first_body = lines[i + 1 : end]
         i = end
         skipped = i
         while skipped < len(lines) and not lines[skipped].strip():
             skipped += 1
         otherwise = _ELSE.match(lines[skipped].rstrip("\r\n")) if skipped < len(lines) else None
+        else_body: list[str] = []
         if otherwise and len(otherwise["indent"]) == indent:
             body_end = _body(lines, skipped + 1, indent)
-            body = lines[skipped + 1 : body_end]
-            step = min((_indent_of(line) for line in body if line.strip()), default=indent) - indent
-            for line in body:
-                out.append(line[step:] if line.strip() else line)
+            else_body = lines[skipped + 1 : body_end]
             i = body_end
+        out += _dedented(else_body if not match["negated"] else first_body, indent)
     return "".join(out)
+
+
+def _dedented(body: list[str], indent: int) -> list[str]:
+    """``body`` moved left to ``indent`` columns (blank lines kept as they are)."""
+    step = min((_indent_of(line) for line in body if line.strip()), default=indent) - indent
+    return [line[step:] if line.strip() else line for line in body]
 
 
 def unasync_source(source: str, name: str = "<source>") -> str:

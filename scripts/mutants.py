@@ -84,6 +84,15 @@ MUTANTS = [
 
 MUTANTS.append(
     Mutant(
+        "the thread batcher ignores the write barrier",
+        "src/redkit/_async/read_batcher.py",
+        "            with self._lock:\n                self._inflight.pop(key, None)",
+        "            pass",
+        ("tests/sync/test_kernel.py", "tests/sync/test_read_batching.py"),
+    )
+)
+MUTANTS.append(
+    Mutant(
         "only an outage degrades",
         "src/redkit/_core/degradation.py",
         '        if not isinstance(error, BackendError) or self.on_error == "raise":',

@@ -44,7 +44,19 @@ def test_nested_or_misspelt_blocks_are_refused() -> None:
     with pytest.raises(gen_sync.BlockError, match="nest"):
         gen_sync.strip_async_blocks(nested)
     with pytest.raises(gen_sync.BlockError, match="block"):
-        gen_sync.strip_async_blocks("if not ASYNC:\n    x = 1\n")
+        gen_sync.strip_async_blocks("if ASYNC and x:\n    x = 1\n")
+
+
+def test_negated_block_keeps_its_own_body_for_the_sync_face() -> None:
+    source = "if not ASYNC:\n    a = 1\nelse:\n    a = 2\nb = a\n"
+    assert gen_sync.strip_async_blocks(source) == "a = 1\nb = a\n"
+
+
+def test_sync_bodies_are_copied_verbatim() -> None:
+    source = (
+        "import redis.asyncio\nif ASYNC:\n    x = 1\nelse:\n    import redis.asyncio as other\n"
+    )
+    assert gen_sync.unasync_source(source) == "import redis\nimport redis.asyncio as other\n"
 
 
 def test_unused_rules_are_reported() -> None:

@@ -1,13 +1,19 @@
 """Read batching: concurrent GETs leave together as one MGET (auto-pipelining).
 
-On the async face, reads issued in the same event-loop turn go out as one MGET (grouped by
-slot on a Cluster). Concurrent reads of one key share one request. Each caller waits on its
-own future, so cancelling one never disturbs the others.
+Async face: reads issued in the same event-loop turn go out as one MGET. Each caller waits
+on its own future, so cancelling one never disturbs the others.
 
-:meth:`ReadBatcher.detach` is the read side of the write barrier: a write calls it for its keys
-once it has returned from Redis, so a read that starts after the write can no longer join a
-request sent before it (which may carry the old bytes). Reads still being collected need no
-detaching: they are sent after the write.
+Sync face: the reads of concurrent threads. While one request is in flight, reads that
+arrive wait and leave together as the next MGET, sent by one of them; an uncontended read is
+a plain GET with no extra round trip and no timer. A thread gets its value as soon as its
+request returns; the next batch is handed to one of its waiting threads.
+
+On both faces concurrent reads of one key share one request, a Cluster's MGET is grouped by
+slot, and a failed request reaches every reader waiting on it. :meth:`ReadBatcher.detach` is
+the read side of the write barrier: a write calls it for its keys once it has returned from
+Redis, so a read that starts after the write can no longer join a request sent before it
+(which may carry the old bytes). Reads still waiting to be sent need no detaching: they leave
+after the write.
 """
 
 from __future__ import annotations
@@ -15,31 +21,46 @@ from __future__ import annotations
 from typing import Any
 
 from redkit._acompat import ASYNC, Gate
+from redkit.errors import BackendUnavailable
 
 if ASYNC:
     import asyncio
 
-    from redkit.errors import BackendUnavailable
-
     _Waiters = list[asyncio.Future[bytes | None]]
+else:
+    import os
+    import threading
+    import weakref
+    from _thread import LockType, allocate_lock
 
 
-class ReadBatcher:
-    """Batches the GETs of one client. ``max_batch`` caps the keys of one MGET."""
+async def _send(client: Any, cluster: bool, keys: list[str]) -> list[bytes | None]:
+    """One GET, or one MGET (grouped by slot on a Cluster), for ``keys``."""
+    if len(keys) == 1:
+        return [await client.get(keys[0])]
+    if cluster:
+        return await client.mget_nonatomic(keys)  # type: ignore[no-any-return]
+    return await client.mget(keys)  # type: ignore[no-any-return]
 
-    def __init__(self, client: Any, *, cluster: bool, gate: Gate, max_batch: int = 1000) -> None:
-        self._client = client
-        self._cluster = cluster
-        self._gate = gate
-        self._max_batch = max_batch
-        if ASYNC:
+
+if ASYNC:
+
+    class ReadBatcher:
+        """Batches the GETs of one client. ``max_batch`` caps the keys of one MGET."""
+
+        def __init__(
+            self, client: Any, *, cluster: bool, gate: Gate, max_batch: int = 1000
+        ) -> None:
+            self._client = client
+            self._cluster = cluster
+            self._gate = gate
+            self._max_batch = max_batch
             self._pending: dict[str, _Waiters] = {}
             self._inflight: dict[str, _Waiters] = {}
             self._tasks: set[asyncio.Task[None]] = set()
 
-    async def get(self, key: str) -> bytes | None:
-        """The bytes at ``key`` (None when missing); redis-py errors are raised as they are."""
-        if ASYNC:
+        async def get(self, key: str) -> bytes | None:
+            """The bytes at ``key`` (None when missing); redis-py errors are raised as they are."""
             loop = asyncio.get_running_loop()
             future: asyncio.Future[bytes | None] = loop.create_future()
             waiters = self._inflight.get(key) or self._pending.get(key)
@@ -51,25 +72,18 @@ class ReadBatcher:
             if len(self._pending) >= self._max_batch:
                 self._flush()
             return await future
-        else:
-            with self._gate:
-                return self._client.get(key)  # type: ignore[no-any-return]
 
-    def detach(self, key: str) -> None:
-        """Make later reads of ``key`` go to Redis instead of joining one already sent."""
-        if ASYNC:
+        def detach(self, key: str) -> None:
+            """Make later reads of ``key`` go to Redis instead of joining one already sent."""
             self._inflight.pop(key, None)
 
-    async def aclose(self) -> None:
-        """Stop the batches in flight; their callers get BackendUnavailable."""
-        if ASYNC:
+        async def aclose(self) -> None:
+            """Stop the batches in flight; their callers get BackendUnavailable."""
             while self._tasks:
                 tasks = list(self._tasks)
                 for task in tasks:
                     task.cancel()
                 await asyncio.gather(*tasks, return_exceptions=True)
-
-    if ASYNC:
 
         def _flush(self) -> None:
             if not self._pending:
@@ -81,15 +95,9 @@ class ReadBatcher:
             task.add_done_callback(self._tasks.discard)
 
         async def _run(self, batch: dict[str, _Waiters]) -> None:
-            keys = list(batch)
             try:
                 async with self._gate:
-                    if len(keys) == 1:
-                        values = [await self._client.get(keys[0])]
-                    elif self._cluster:
-                        values = await self._client.mget_nonatomic(keys)
-                    else:
-                        values = await self._client.mget(keys)
+                    values = await _send(self._client, self._cluster, list(batch))
             except BaseException as exc:
                 error = exc
                 if isinstance(exc, asyncio.CancelledError):
@@ -111,3 +119,196 @@ class ReadBatcher:
         def _settle(self, key: str, waiters: _Waiters) -> None:
             if self._inflight.get(key) is waiters:
                 del self._inflight[key]
+
+else:
+
+    class _Slot:
+        """The reads of one key in one batch: the outcome, and the locks their threads wait on.
+
+        ``runner`` is set on the slot whose first waiter must send the batch ``batch``.
+        """
+
+        __slots__ = ("batch", "error", "runner", "value", "waiters")
+
+        def __init__(self) -> None:
+            self.value: bytes | None = None
+            self.error: BaseException | None = None
+            self.waiters: list[LockType] = []
+            self.runner: LockType | None = None
+            self.batch: dict[str, _Slot] | None = None
+
+    _BATCHERS: weakref.WeakSet[ReadBatcher] = weakref.WeakSet()
+
+    class ReadBatcher:
+        """Batches the GETs of one client's threads. ``max_batch`` caps the keys of one MGET.
+
+        ``wait_timeout`` bounds how long a thread waits for a request another thread sent
+        (None: as long as it takes); the sender always reports, so it is only a safety net.
+        """
+
+        def __init__(
+            self,
+            client: Any,
+            *,
+            cluster: bool,
+            gate: Gate,
+            max_batch: int = 1000,
+            wait_timeout: float | None = 60.0,
+        ) -> None:
+            self._client = client
+            self._cluster = cluster
+            self._gate = gate
+            self._max_batch = max_batch
+            self._wait_timeout = -1 if wait_timeout is None else wait_timeout
+            self._reset()
+            _BATCHERS.add(self)
+
+        def _reset(self) -> None:
+            """Fresh state: at creation, and in a child process after ``os.fork()``."""
+            self._lock = threading.Lock()
+            self._running = False
+            self._closed = False
+            self._pending: dict[str, _Slot] = {}
+            self._inflight: dict[str, _Slot] = {}
+
+        def get(self, key: str) -> bytes | None:
+            """The bytes at ``key`` (None when missing); redis-py errors are raised as they are."""
+            with self._lock:
+                if self._closed:
+                    raise BackendUnavailable("the read was abandoned: its cache was closed")
+                slot = self._inflight.get(key) or self._pending.get(key)
+                if slot is None and not self._running:
+                    self._running = True  # nothing in flight: send this read right away
+                    slot = self._inflight[key] = _Slot()
+                    waiter = None
+                else:
+                    if slot is None:
+                        slot = self._pending[key] = _Slot()
+                    waiter = allocate_lock()
+                    waiter.acquire()
+                    slot.waiters.append(waiter)
+            if waiter is None:
+                return self._run_alone(key, slot)
+            batch = self._wait(slot, waiter)
+            if batch is not None:
+                self._run(batch)
+            if slot.error is not None:
+                raise slot.error
+            return slot.value
+
+        def _run_alone(self, key: str, slot: _Slot) -> bytes | None:
+            """The uncontended read: a plain GET, then hand over what arrived meanwhile."""
+            try:
+                with self._gate:
+                    value = self._client.get(key)
+            except BaseException as exc:
+                self._complete({key: slot}, None, exc)  # every joined reader gets it too
+                raise
+            with self._lock:
+                if self._inflight.get(key) is slot:
+                    del self._inflight[key]
+                if slot.waiters:
+                    self._finish(slot, value, None)
+                if self._pending:
+                    self._hand_over()
+                else:
+                    self._running = False
+            return value  # type: ignore[no-any-return]
+
+        def detach(self, key: str) -> None:
+            """Make later reads of ``key`` go to Redis instead of joining one already sent."""
+            with self._lock:
+                self._inflight.pop(key, None)
+
+        def close(self) -> None:
+            """Fail every waiting read with BackendUnavailable; later reads fail too."""
+            error = BackendUnavailable("the read was abandoned: its cache was closed")
+            with self._lock:
+                self._closed = True
+                for slot in (*self._pending.values(), *self._inflight.values()):
+                    self._finish(slot, None, error)
+                self._pending = {}
+                self._inflight = {}
+
+        def _wait(self, slot: _Slot, waiter: LockType) -> dict[str, _Slot] | None:
+            """Wait for the slot's outcome; the batch to send if this thread was picked."""
+            if not waiter.acquire(timeout=self._wait_timeout):
+                with self._lock:
+                    if not waiter.acquire(blocking=False):  # not woken meanwhile: give up
+                        self._leave(slot, waiter)
+                        raise BackendUnavailable(
+                            f"a batched read got no answer within {self._wait_timeout}s"
+                        )
+            if slot.runner is waiter:
+                return slot.batch
+            return None
+
+        def _leave(self, slot: _Slot, waiter: LockType) -> None:
+            """Take a waiter that gave up off its slot; drop a pending slot nobody waits on."""
+            if waiter in slot.waiters:
+                slot.waiters.remove(waiter)
+            if not slot.waiters:
+                for key, pending in list(self._pending.items()):
+                    if pending is slot:
+                        del self._pending[key]
+
+        def _run(self, batch: dict[str, _Slot]) -> None:
+            """Send ``batch``, hand its outcome to its readers, pass the next batch on."""
+            values: list[bytes | None] | None = None
+            error: BaseException | None = None
+            try:
+                with self._gate:
+                    values = _send(self._client, self._cluster, list(batch))
+            except BaseException as exc:
+                error = exc
+            self._complete(batch, values, error)
+            if error is not None and not isinstance(error, Exception):
+                raise error
+
+        def _complete(
+            self,
+            batch: dict[str, _Slot],
+            values: list[bytes | None] | None,
+            error: BaseException | None,
+        ) -> None:
+            """Record the outcome of a sent batch and hand the next one over."""
+            if error is None or isinstance(error, Exception):
+                shared = error
+            else:  # KeyboardInterrupt, SystemExit...: raised in the sending thread only
+                shared = BackendUnavailable(f"the thread sending the read stopped: {error!r}")
+            with self._lock:
+                for index, (key, slot) in enumerate(batch.items()):
+                    if self._inflight.get(key) is slot:
+                        del self._inflight[key]
+                    self._finish(slot, None if values is None else values[index], shared)
+                self._hand_over()
+
+        def _finish(self, slot: _Slot, value: bytes | None, error: BaseException | None) -> None:
+            """Record a slot's outcome and wake its waiting threads (under the lock)."""
+            slot.value, slot.error = value, error
+            for waiter in slot.waiters:
+                waiter.release()
+            slot.waiters = []
+
+        def _hand_over(self) -> None:
+            """Give the reads that arrived meanwhile to one of their threads (under the lock)."""
+            if not self._pending or self._closed:
+                self._running = False
+                return
+            if len(self._pending) <= self._max_batch:
+                batch, self._pending = self._pending, {}
+            else:
+                keys = list(self._pending)[: self._max_batch]
+                batch = {key: self._pending.pop(key) for key in keys}
+            self._inflight.update(batch)
+            first = next(iter(batch.values()))
+            first.runner = first.waiters.pop(0)
+            first.batch = batch
+            first.runner.release()
+
+    def _reset_after_fork() -> None:
+        for batcher in list(_BATCHERS):
+            batcher._reset()
+
+    if hasattr(os, "register_at_fork"):
+        os.register_at_fork(after_in_child=_reset_after_fork)

@@ -1,0 +1,158 @@
+"""The sync face's read batcher across threads: what only threads and processes can show.
+
+Reads that arrive while one is in flight leave together; reads of one key share a request;
+an interrupted sending thread, ``close()`` and a lost answer release every waiter; a child
+made by ``os.fork()`` starts clean.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+import redkit
+from redkit._compat import Gate
+from redkit._sync.read_batcher import ReadBatcher
+from redkit.errors import BackendUnavailable
+from tests._compat import Event, start, wait_until
+from tests.servers import commandstats, reset_commandstats
+
+
+@pytest.fixture
+def sclient(redis_url: str) -> Iterator[Any]:
+    client = redkit.connect(redis_url)
+    yield client
+    client.close()
+
+
+def held(client: Any) -> tuple[Event, Event]:
+    """Make the client's next GET wait (after the server answered) until released."""
+    answered, release = Event(), Event()
+    real_get = client.get
+
+    def get(*args: Any, **kwargs: Any) -> Any:
+        client.get = real_get
+        value = real_get(*args, **kwargs)
+        answered.set()
+        release.wait()
+        return value
+
+    client.get = get
+    return answered, release
+
+
+def test_reads_arriving_meanwhile_leave_as_one_mget(sclient: Any, redis_url: str) -> None:
+    cache = redkit.CacheAside(sclient, "together")
+    cache.set_many({i: i for i in range(20)} | {"first": 0})
+    answered, release = held(sclient)
+    first = start(lambda: cache.get("first"))
+    answered.wait()
+    reset_commandstats(redis_url)
+    readers = [start(lambda i=i: cache.get(i % 10)) for i in range(1, 31)]
+    wait_until(lambda: len(cache.store._reader._pending) == 10)  # type: ignore[union-attr]
+    release.set()
+    assert first.result() == 0
+    assert [r.result() for r in readers] == [i % 10 for i in range(1, 31)]
+    stats = commandstats(redis_url)
+    # thirty reads of ten keys, all waiting on the first: one request (one per slot group)
+    assert stats.get("get", 0) == 0
+    assert 1 <= stats.get("mget", 0) <= 10
+
+
+def test_an_interrupted_sending_thread_releases_everyone(sclient: Any) -> None:
+    entered, release = Event(), Event()
+
+    class Interrupting:
+        def get(self, key: str) -> Any:
+            entered.set()
+            release.wait()
+            raise KeyboardInterrupt
+
+        def mget(self, keys: list[str]) -> Any:
+            return [b"value"] * len(keys)
+
+    batcher = ReadBatcher(Interrupting(), cluster=False, gate=Gate(10))
+    sender = start(lambda: batcher.get("a"))
+    entered.wait()
+    waiters = [start(lambda i=i: batcher.get(f"b{i}")) for i in range(5)]
+    joined = start(lambda: batcher.get("a"))
+    wait_until(lambda: len(batcher._pending) == 5)
+    release.set()
+    with pytest.raises(KeyboardInterrupt):
+        sender.result()
+    with pytest.raises(BackendUnavailable, match="stopped"):
+        joined.result()
+    assert [w.result() for w in waiters] == [b"value"] * 5, "the next batch must still go out"
+
+
+def test_close_releases_every_waiting_thread(sclient: Any) -> None:
+    answered, release = held(sclient)
+    batcher = ReadBatcher(sclient, cluster=False, gate=Gate(10))
+    sender = start(lambda: batcher.get("a"))
+    answered.wait()
+    waiters = [start(lambda i=i: batcher.get(f"b{i}")) for i in range(5)]
+    wait_until(lambda: len(batcher._pending) == 5)
+    batcher.close()
+    for waiter in waiters:
+        with pytest.raises(BackendUnavailable, match="closed"):
+            waiter.result(timeout=2)
+    release.set()
+    assert sender.result() is None
+    with pytest.raises(BackendUnavailable, match="closed"):
+        batcher.get("later")
+
+
+def test_a_waiter_gives_up_if_no_answer_ever_comes(sclient: Any) -> None:
+    answered, release = held(sclient)
+    batcher = ReadBatcher(sclient, cluster=False, gate=Gate(10), wait_timeout=0.2)
+    sender = start(lambda: batcher.get("a"))
+    answered.wait()
+    started = time.monotonic()
+    with pytest.raises(BackendUnavailable, match="no answer"):
+        batcher.get("b")
+    assert time.monotonic() - started < 2
+    release.set()
+    assert sender.result() is None
+    assert batcher.get("b") is None, "the batcher works again once the sender is back"
+
+
+def test_a_child_process_starts_with_a_clean_batcher(sclient: Any) -> None:
+    """Fork while another thread's read is in flight (gunicorn --preload forks a loaded app):
+    the child must not wait for a sender that does not exist there."""
+    cache = redkit.CacheAside(sclient, "fork")
+    cache.set("k", "value")
+    answered, release = held(sclient)
+    in_flight = start(lambda: cache.get("k"))
+    answered.wait()
+    pid = os.fork()
+    if pid == 0:  # the child: exit 0 only if a read works, within 5 s
+        signal.alarm(5)
+        try:
+            os._exit(0 if cache.get("k") == "value" else 1)
+        except BaseException:
+            os._exit(2)
+    release.set()
+    assert in_flight.result() == "value"
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+
+
+def test_many_threads_reading_one_key_share_requests(sclient: Any, redis_url: str) -> None:
+    cache = redkit.CacheAside(sclient, "one-key")
+    cache.set("hot", "v")
+    answered, release = held(sclient)
+    first = start(lambda: cache.get("hot"))
+    answered.wait()
+    reset_commandstats(redis_url)
+    readers = [start(lambda: cache.get("hot")) for _ in range(20)]
+    wait_until(lambda: threading.active_count() >= 21)
+    release.set()
+    assert first.result() == "v" and [r.result() for r in readers] == ["v"] * 20
+    stats = commandstats(redis_url)
+    assert stats.get("get", 0) + stats.get("mget", 0) <= 1
