@@ -17,7 +17,8 @@ import pytest
 from hypothesis import assume, example, given
 from hypothesis import strategies as st
 
-from redkit._core.urls import mask_url, parse_url, resolve_options, resolve_spec
+from redkit._core.options import resolve_options
+from redkit._core.urls import mask_url, parse_url, resolve_spec
 from redkit.errors import ConfigurationError
 
 SECRET = "s3\u00e7r\u00eatK9"  # "s3çrêtK9"

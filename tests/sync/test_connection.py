@@ -19,7 +19,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 
 from redkit._sync.connection import connect, embedded_server, replica_client
 from redkit._core.backoff import Backoff
-from redkit._core.urls import ConnectionEvent
+from redkit._core.events import ConnectionEvent
 from redkit.embedded import EmbeddedServer
 from redkit.errors import ConfigurationError
 
@@ -212,7 +212,7 @@ def test_connect_logs(
     assert any("closed" in m and address in m for m in messages)
 
 
-def test_on_error_fires_and_logs_when_nothing_listens(
+def test_on_connection_error_fires_and_logs_when_nothing_listens(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.DEBUG, logger="redkit.connection")
@@ -223,7 +223,7 @@ def test_on_error_fires_and_logs_when_nothing_listens(
         f"redis://127.0.0.1:{port}/0",
         retries=2,
         backoff=Backoff.exponential(base=0.001, cap=0.002),
-        on_error=errors.append,
+        on_connection_error=errors.append,
         on_connect=connects.append,
     )
     try:
@@ -244,14 +244,14 @@ def test_on_error_fires_and_logs_when_nothing_listens(
     assert f"127.0.0.1:{port}" in warnings[0].getMessage()
 
 
-def test_on_error_fires_when_the_server_drops_the_connection(
+def test_on_connection_error_fires_when_the_server_drops_the_connection(
     standalone_server: EmbeddedServer,
 ) -> None:
     events: list[ConnectionEvent] = []
     client = connect(
         standalone_server.url,
         on_connect=events.append,
-        on_error=events.append,
+        on_connection_error=events.append,
         on_close=events.append,
     )
     killer = redis.Redis(host="127.0.0.1", port=standalone_server.port)
@@ -275,7 +275,7 @@ def test_on_error_fires_when_the_server_drops_the_connection(
 def test_retries_zero_tries_once() -> None:
     port = _closed_port()
     errors: list[ConnectionEvent] = []
-    client = connect(f"redis://127.0.0.1:{port}/0", retries=0, on_error=errors.append)
+    client = connect(f"redis://127.0.0.1:{port}/0", retries=0, on_connection_error=errors.append)
     try:
         with pytest.raises(RedisConnectionError):
             client.get("k")
@@ -445,7 +445,7 @@ def test_authentication_failure_is_a_configuration_error_never_retried(
         password=password,
         retries=3,
         backoff=Backoff.exponential(base=0.001, cap=0.002),
-        on_error=errors.append,
+        on_connection_error=errors.append,
     )
     try:
         with pytest.raises(redis.exceptions.AuthenticationError) as info:  # what redis-py raises
