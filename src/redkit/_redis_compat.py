@@ -80,17 +80,13 @@ class _NotRetried(Exception):
 
 
 #: The errors a retry policy retries: the connection dropped, was refused, or timed out.
-#: redis-py wraps socket errors in its own types; the builtin ones are there for safety.
+#: redis-py wraps socket errors in its own types, except around a connect attempt before
+#: redis-py 7 (the asyncio client then saw the raw OSError): the builtin ones cover that.
 RETRYABLE_ERRORS: tuple[type[Exception], ...] = (
     RedisConnectionError,
     RedisTimeoutError,
     socket.timeout,
     ConnectionError,
-)
-#: The same for ``redis.asyncio.retry.Retry``, whose errors must be ``RedisError`` types.
-ASYNC_RETRYABLE_ERRORS: tuple[type[RedisConnectionError | RedisTimeoutError], ...] = (
-    RedisConnectionError,
-    RedisTimeoutError,
 )
 
 
@@ -137,7 +133,7 @@ def retry_policy(retries: int, backoff: BackoffPolicy) -> Retry:
 
 def async_retry_policy(retries: int, backoff: BackoffPolicy) -> AsyncRetry:
     """The same for ``redis.asyncio``."""
-    return _AsyncRetry(backoff, retries, ASYNC_RETRYABLE_ERRORS)  # type: ignore[arg-type]
+    return _AsyncRetry(backoff, retries, RETRYABLE_ERRORS)  # type: ignore[arg-type]
 
 
 # --------------------------------------------------------------------------- connection hooks
@@ -180,6 +176,12 @@ def _report_once(reporter: Reporter, conn: Any, error: BaseException) -> None:
 _IO_ERRORS = (RedisConnectionError, RedisTimeoutError)
 
 
+def _sync_connected(conn: Any) -> bool:
+    # Why: the sync connections have `is_connected` only from redis-py 6.4; `_sock` is what
+    # it reads, in every version.
+    return getattr(conn, "_sock", None) is not None
+
+
 def hooked_connection_class(
     base: type[Any], reporter: Reporter, health_check_interval: float
 ) -> type[Any]:
@@ -205,7 +207,7 @@ def hooked_connection_class(
             raise
 
     def connect_check_health(self: Any, *args: Any, **kwargs: Any) -> None:
-        if self.is_connected:
+        if _sync_connected(self):
             return
         try:
             parent.connect_check_health(self, *args, **kwargs)
@@ -242,7 +244,7 @@ def hooked_connection_class(
             raise
 
     def disconnect(self: Any, *args: Any, **kwargs: Any) -> None:
-        was_connected = self.is_connected
+        was_connected = _sync_connected(self)
         parent.disconnect(self, *args, **kwargs)
         if was_connected:
             _closed(reporter, self, args, kwargs)
@@ -426,16 +428,20 @@ def decode_responses_of(client: object) -> bool:
             f"expected a redis-py client (redis.Redis, RedisCluster or their redis.asyncio "
             f"versions), got {type(client).__name__}"
         )
-    # Why: the asyncio ClusterPipeline has no get_encoder(); it wraps its cluster client
-    # (`cluster_client` in redis-py 8, `_client` before).
+    # Why: what counts is what the connections do, and they are made from these kwargs (a
+    # sync ClusterPipeline's own encoder does not follow decode_responses). The asyncio
+    # ClusterPipeline wraps its cluster client (`cluster_client` in redis-py 8, `_client` before).
     target: Any = client
     if isinstance(client, redis.asyncio.cluster.ClusterPipeline):
         target = getattr(client, "cluster_client", None) or getattr(client, "_client", None)
-    return bool(target.get_encoder().decode_responses)
+    if isinstance(target, redis.cluster.RedisCluster | redis.asyncio.cluster.RedisCluster):
+        kwargs = target.nodes_manager.connection_kwargs
+    else:
+        kwargs = target.connection_pool.connection_kwargs
+    return bool(kwargs.get("decode_responses", False))
 
 
 __all__ = [
-    "ASYNC_RETRYABLE_ERRORS",
     "RETRYABLE_ERRORS",
     "AuthenticationFailed",
     "Reporter",
