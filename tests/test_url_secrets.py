@@ -280,6 +280,7 @@ def test_encoded_passwords_parse_right(case: tuple[str, dict[str, object]]) -> N
 @example(("redis://:a#\u2603Q7@h:7000", {"password": "a#\u2603Q7"}))
 @example(("redis://:\u2603Q7?x@h:7000", {"password": "\u2603Q7?x"}))
 @example(("redis://:\u2603Q7/@h:7000", {"password": "\u2603Q7/"}))
+@example(("redis://h:7000?password=\u2603Q7 ", {"password": "\u2603Q7 "}))
 def test_raw_passwords_parse_right_or_raise_without_leaking(
     case: tuple[str, dict[str, object]],
 ) -> None:
@@ -292,6 +293,8 @@ def test_raw_passwords_parse_right_or_raise_without_leaking(
         return
     password = str(expected.get("password", expected.get("sentinel_password", "")))
     if "&" in password:  # a raw '&' in a query value cannot be told from an option separator
+        assume(False)
+    if url != url.strip():  # a URL is stripped first (it may come from a file or a variable)
         assume(False)
     for name, value in expected.items():
         assert found.get(name) == value, (name, url)

@@ -13,6 +13,7 @@ option and, unless the option is secret, the value.
 from __future__ import annotations
 
 import re
+import textwrap
 from collections.abc import Callable, Mapping
 from dataclasses import MISSING, dataclass, field, fields
 from typing import Any
@@ -320,7 +321,10 @@ def options_help() -> str:
     lines = []
     for option in OPTIONS.values():
         where = "" if option.in_url else "; keyword only"
-        lines.append(f"``{option.name}`` ({option.default}{where})\n    {option.doc}.")
+        lines.append(f"``{option.name}`` ({option.default}{where})")
+        lines += textwrap.wrap(
+            option.doc + ".", 88, initial_indent="    ", subsequent_indent="    "
+        )
     return "\n".join(lines)
 
 
