@@ -5,84 +5,100 @@ from __future__ import annotations
 import copy
 import itertools
 import random
+from typing import Any
 
 import pytest
 from redis.asyncio.retry import Retry as AsyncRetry
-from redis.backoff import AbstractBackoff
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import AuthenticationError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry
 
-from redkit._core.backoff import Backoff, retry_policy
-from redkit._core.urls import (
-    ConnectionEvent,
-    ConnectionSpec,
+from redkit._core.backoff import Backoff, BackoffPolicy
+from redkit._core.connection_events import ConnectionEvent
+from redkit._core.options import (
+    OPTIONS,
+    URL_OPTIONS,
+    VALID_OPTIONS,
     ConnectOptions,
-    mask_url,
-    parse_url,
+    options_help,
     resolve_options,
-    resolve_spec,
 )
+from redkit._core.specs import (
+    ClusterSpec,
+    ConnectionSpec,
+    EmbeddedSpec,
+    SentinelSpec,
+    TcpSpec,
+    UnixSpec,
+)
+from redkit._core.urls import mask_url, parse_url, resolve_spec
+from redkit._redis_compat import async_retry_policy, retry_policy
 from redkit.errors import ConfigurationError
 
 # --------------------------------------------------------------------------- good URLs
 
 
 @pytest.mark.parametrize(
-    ("url", "expected"),
+    ("url", "kind", "expected"),
     [
-        (
-            "redis://localhost:6379/0",
-            dict(kind="standalone", hosts=(("localhost", 6379),), db=0, ssl=False),
-        ),
-        ("redis://example.com", dict(kind="standalone", hosts=(("example.com", 6379),), db=0)),
-        ("redis://h:7000/5", dict(hosts=(("h", 7000),), db=5)),
-        ("redis://h/", dict(hosts=(("h", 6379),), db=0)),
-        ("redis://h?db=3", dict(db=3)),
-        ("REDIS://H:1/2", dict(kind="standalone", hosts=(("H", 1),), db=2)),
+        ("redis://localhost:6379/0", TcpSpec, dict(host="localhost", port=6379, db=0, ssl=False)),
+        ("redis://example.com", TcpSpec, dict(host="example.com", port=6379, db=0)),
+        ("redis://h:7000/5", TcpSpec, dict(host="h", port=7000, db=5)),
+        ("redis://h/", TcpSpec, dict(host="h", port=6379, db=0)),
+        ("redis://h?db=3", TcpSpec, dict(db=3)),
+        ("redis://h?", TcpSpec, dict(db=0)),
+        ("REDIS://H:1/2", TcpSpec, dict(host="H", port=1, db=2)),
         (
             "redis://:s3cret@h:6380/1",
-            dict(username=None, password="s3cret", hosts=(("h", 6380),), db=1),
+            TcpSpec,
+            dict(username=None, password="s3cret", host="h", port=6380, db=1),
         ),
-        ("redis://alice:p%40ss%3Aw@h", dict(username="alice", password="p@ss:w")),
-        ("redis://alice@h", dict(username="alice", password=None)),
-        ("redis://[::1]:6390/0", dict(hosts=(("::1", 6390),))),
-        ("redis://[::1]", dict(hosts=(("::1", 6379),))),
-        ("rediss://h:6380/0", dict(kind="standalone", ssl=True, hosts=(("h", 6380),))),
-        (
-            "unix:///var/run/redis.sock?db=2",
-            dict(kind="standalone", path="/var/run/redis.sock", db=2, hosts=()),
-        ),
-        ("unix:///tmp/r.sock", dict(path="/tmp/r.sock", db=0)),
-        ("unix://:pw@/tmp/r.sock", dict(path="/tmp/r.sock", password="pw")),
-        ("unix:///tmp/r.sock?password=pw", dict(path="/tmp/r.sock", password="pw")),
+        ("redis://alice:p%40ss%3Aw@h", TcpSpec, dict(username="alice", password="p@ss:w")),
+        ("redis://alice:p@ss:w@h", TcpSpec, dict(username="alice", password="p@ss:w")),
+        ("redis://alice:p[s]s@h", TcpSpec, dict(username="alice", password="p[s]s")),
+        ("redis://alice@h", TcpSpec, dict(username="alice", password=None)),
+        ("redis://[::1]:6390/0", TcpSpec, dict(host="::1", port=6390)),
+        ("redis://[::1]", TcpSpec, dict(host="::1", port=6379)),
+        ("rediss://h:6380/0", TcpSpec, dict(ssl=True, host="h", port=6380)),
+        ("unix:///var/run/redis.sock?db=2", UnixSpec, dict(path="/var/run/redis.sock", db=2)),
+        ("unix:///tmp/r.sock", UnixSpec, dict(path="/tmp/r.sock", db=0)),
+        ("unix:///tmp/a%40b.sock", UnixSpec, dict(path="/tmp/a@b.sock")),
+        ("unix://:pw@/tmp/r.sock", UnixSpec, dict(path="/tmp/r.sock", password="pw")),
+        ("unix:///tmp/r.sock?password=pw", UnixSpec, dict(path="/tmp/r.sock", password="pw")),
         (
             "redis+cluster://a:7000,b:7001,[::1]:7002",
-            dict(kind="cluster", hosts=(("a", 7000), ("b", 7001), ("::1", 7002)), db=0),
+            ClusterSpec,
+            dict(nodes=(("a", 7000), ("b", 7001), ("::1", 7002))),
         ),
-        ("redis+cluster://a:7000/0", dict(kind="cluster", hosts=(("a", 7000),))),
-        ("redis+cluster://a", dict(kind="cluster", hosts=(("a", 6379),))),
-        ("rediss+cluster://u:p@a:7000", dict(kind="cluster", ssl=True, password="p")),
+        ("redis+cluster://a:7000/0", ClusterSpec, dict(nodes=(("a", 7000),))),
+        ("redis+cluster://a", ClusterSpec, dict(nodes=(("a", 6379),))),
+        ("rediss+cluster://u:p@a:7000", ClusterSpec, dict(ssl=True, password="p", username="u")),
         (
             "redis+sentinel://s1:26379,s2:26380/mymaster",
-            dict(kind="sentinel", hosts=(("s1", 26379), ("s2", 26380)), master="mymaster", db=0),
+            SentinelSpec,
+            dict(sentinels=(("s1", 26379), ("s2", 26380)), master="mymaster", db=0),
         ),
-        ("redis+sentinel://s1/mymaster", dict(hosts=(("s1", 26379),), master="mymaster")),
-        ("redis+sentinel://s1/mymaster/", dict(master="mymaster", db=0)),
-        ("redis+sentinel://:pw@s1,s2/mm/4", dict(master="mm", db=4, password="pw")),
+        ("redis+sentinel://s1/mymaster", SentinelSpec, dict(sentinels=(("s1", 26379),))),
+        ("redis+sentinel://s1/mymaster/", SentinelSpec, dict(master="mymaster", db=0)),
+        ("redis+sentinel://:pw@s1,s2/mm/4", SentinelSpec, dict(master="mm", db=4, password="pw")),
         (
             "redis+sentinel://s1/mm?sentinel_password=spw&sentinel_username=su",
+            SentinelSpec,
             dict(master="mm", sentinel_password="spw", sentinel_username="su", password=None),
         ),
-        ("rediss+sentinel://s1/mm", dict(kind="sentinel", ssl=True)),
-        ("embedded://", dict(kind="embedded", embedded_cluster=0, embedded_sentinel=False)),
-        ("embedded://?cluster=3", dict(kind="embedded", embedded_cluster=3)),
-        ("embedded://?sentinel=true", dict(kind="embedded", embedded_sentinel=True)),
-        ("embedded:///", dict(kind="embedded")),
+        ("rediss+sentinel://s1/mm", SentinelSpec, dict(ssl=True)),
+        ("embedded://", EmbeddedSpec, dict(cluster=0, sentinel=False)),
+        ("embedded://?cluster=3", EmbeddedSpec, dict(cluster=3)),
+        ("embedded://?sentinel=true", EmbeddedSpec, dict(sentinel=True)),
+        ("embedded:///", EmbeddedSpec, dict()),
+        ("  redis://h:1/0\n", TcpSpec, dict(host="h", port=1)),  # pasted from a file
     ],
 )
-def test_parse_url(url: str, expected: dict[str, object]) -> None:
+def test_parse_url(url: str, kind: type[ConnectionSpec], expected: dict[str, object]) -> None:
     spec = parse_url(url)
+    assert type(spec) is kind
     for name, value in expected.items():
         assert getattr(spec, name) == value, name
 
@@ -121,6 +137,9 @@ def test_spec_is_frozen_and_hides_passwords_in_repr() -> None:
 def test_address() -> None:
     assert parse_url("redis+cluster://a:1,[::1]:2").address == "a:1,[::1]:2"
     assert parse_url("unix:///tmp/x.sock").address == "/tmp/x.sock"
+    assert parse_url("redis://[::1]:5").address == "[::1]:5"
+    assert parse_url("redis+sentinel://s:1,t:2/mm").address == "s:1,t:2/mm"
+    assert parse_url("embedded://?cluster=3").address == "embedded Cluster of 3"
 
 
 # --------------------------------------------------------------------------- bad URLs
@@ -146,7 +165,8 @@ def test_address() -> None:
         ("redis://h/1?db=2", "db given both"),
         ("redis://a:1,b:2", "takes one host"),
         ("redis://::1:6379", "must be in brackets"),
-        ("redis://[::1:6379", "IPv6"),
+        ("redis://[::1:6379", "unclosed '['"),
+        ("redis://h]:1", "unexpected ']'"),
         ("redis://h?bogus=1", "unknown option bogus"),
         ("redis://h?socket_timeout=soon", "socket_timeout='soon'"),
         ("redis://h?socket_timeout=0", "socket_timeout='0'"),
@@ -154,7 +174,15 @@ def test_address() -> None:
         ("redis://h?read_from_replicas=maybe", "read_from_replicas='maybe'"),
         ("redis://h?client_name=two words", "client_name='two words'"),
         ("redis://h?retries=1&retries=2", "given twice"),
-        ("redis://h#frag", "fragment"),
+        ("redis://h#frag", "unexpected '#'"),
+        ("redis://h?db", "has no value"),
+        ("redis://h?db=1&&retries=2", "stray '&'"),
+        ("redis:/h", "malformed 'redis:/': write 'redis://'"),
+        ("redis//h", "malformed 'redis//'"),
+        ("rediss:h", "malformed 'rediss:'"),
+        ("redis:///:pw@h", "one '/' too many"),
+        ("unix:///tmp/a@b.sock", "'@' outside the user info"),
+        ("redis://h/0?client_name=a@b", "write any other '@' as %40"),
         ("redis://h?on_connect=x", "unknown option on_connect"),
         ("redis+cluster://a:1,,b:2", "empty entry"),
         ("redis+cluster://a:1/3", "only db 0"),
@@ -202,16 +230,32 @@ def test_password_masked_in_errors(url: str) -> None:
     assert "***" in str(info.value)
 
 
-def test_mask_url() -> None:
-    assert mask_url("redis://u:pw@h:1/0") == "redis://u:***@h:1/0"
-    assert mask_url("redis://:p/w@h:1/0") == "redis://:***@h:1/0"
-    assert mask_url("redis://h:1/0") == "redis://h:1/0"
-    assert mask_url("redis://u@h") == "redis://u@h"
-    assert mask_url("unix:///tmp/a@b.sock") == "unix:///tmp/a@b.sock"
-    assert mask_url("redis://h?password=x&db=1") == "redis://h?password=***&db=1"
-    assert mask_url("redis+sentinel://s/m?sentinel_password=x") == (
-        "redis+sentinel://s/m?sentinel_password=***"
-    )
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("redis://u:pw@h:1/0", "redis://u:***@h:1/0"),
+        ("redis://:p@w@h:1/0", "redis://:***@h:1/0"),
+        ("redis://h:1/0", "redis://h:1/0"),
+        ("redis://u@h", "redis://u@h"),
+        ("redis://h?password=x&db=1", "redis://h?password=***&db=***"),
+        ("redis://h?PASSWORD=x&db=1", "redis://h?PASSWORD=***&db=***"),
+        ("redis://h?pass%77ord=x", "redis://h?pass%77ord=***"),
+        ("redis+sentinel://s/m?sentinel_password=x", "redis+sentinel://s/m?sentinel_password=***"),
+        # after a password, what is not a known option may be the rest of the password
+        ("redis://h?db=1&password=a&b&retries=1", "redis://h?db=1&password=***&***&retries=***"),
+        ("redis://h/0#frag", "redis://h/0#***"),
+        # an '@' outside the user info: the structure cannot be trusted
+        ("redis://:p/w@h:1/0", "redis://***"),
+        ("unix:///tmp/a@b.sock", "unix://***"),
+        # no scheme:// at all
+        ("redis:/:pw@h", "redis:/:***"),
+        ("redis//u:pw@h", "redis//***"),
+        (":pw@h", ":***"),
+        ("localhost:6379", "localhost:6379"),
+    ],
+)
+def test_mask_url(url: str, shown: str) -> None:
+    assert mask_url(url) == shown
 
 
 def test_not_a_string() -> None:
@@ -226,8 +270,8 @@ def test_env_redis_url(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("REDIS_URL", "redis+cluster://a:7000,b:7001")
     monkeypatch.setenv("REDIS_HOST", "ignored")
     spec = resolve_spec(None)
-    assert spec.kind == "cluster"
-    assert spec.hosts == (("a", 7000), ("b", 7001))
+    assert isinstance(spec, ClusterSpec)
+    assert spec.nodes == (("a", 7000), ("b", 7001))
 
 
 def test_env_parts(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -237,13 +281,15 @@ def test_env_parts(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("REDIS_PASSWORD", "p@ss/word")
     monkeypatch.setenv("REDIS_DB", "4")
     spec = resolve_spec()
-    assert (spec.kind, spec.hosts, spec.db, spec.password) == (
-        "standalone",
-        (("cache.internal", 6380),),
+    assert isinstance(spec, TcpSpec)
+    assert (spec.host, spec.port, spec.db, spec.password) == (
+        "cache.internal",
+        6380,
         4,
         "p@ss/word",
     )
-    assert "p@ss" not in spec.url
+    assert "p@ss" not in spec.url and "p@ss" not in repr(spec)
+    assert spec.url == "redis://:***@cache.internal:6380/4"
 
 
 @pytest.mark.parametrize(
@@ -264,7 +310,8 @@ def test_env_any_part(
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     spec = resolve_spec()
-    assert (spec.hosts[0], spec.db, spec.password) == expected
+    assert isinstance(spec, TcpSpec)
+    assert ((spec.host, spec.port), spec.db, spec.password) == expected
 
 
 def test_env_default(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -272,17 +319,18 @@ def test_env_default(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("REDIS_URL", "")  # empty counts as unset
     spec = resolve_spec()
-    assert (spec.kind, spec.hosts, spec.db) == ("standalone", (("localhost", 6379),), 0)
+    assert isinstance(spec, TcpSpec)
+    assert (spec.host, spec.port, spec.db) == ("localhost", 6379, 0)
 
 
 def test_explicit_url_beats_env(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("REDIS_URL", "redis://from-env:1/1")
-    assert resolve_spec("redis://explicit:2/2").hosts == (("explicit", 2),)
+    assert resolve_spec("redis://explicit:2/2").address == "explicit:2"
 
 
 def test_injected_environ() -> None:
-    assert resolve_spec(None, {"REDIS_URL": "redis://x:9/0"}).hosts == (("x", 9),)
-    assert resolve_spec(None, {}).hosts == (("localhost", 6379),)
+    assert resolve_spec(None, {"REDIS_URL": "redis://x:9/0"}).address == "x:9"
+    assert resolve_spec(None, {}).address == "localhost:6379"
 
 
 @pytest.mark.parametrize(
@@ -291,6 +339,7 @@ def test_injected_environ() -> None:
         ({"REDIS_PORT": "http"}, "bad port 'http'"),
         ({"REDIS_DB": "one"}, "REDIS_DB 'one'"),
         ({"REDIS_URL": "redis://:hunter2@h:x"}, "REDIS_URL"),
+        ({"REDIS_HOST": "u:hunter2@h"}, "REDIS_HOST must be a host name"),
     ],
 )
 def test_env_errors(env: dict[str, str], fragment: str) -> None:
@@ -305,6 +354,53 @@ def test_env_errors(env: dict[str, str], fragment: str) -> None:
 
 def _spec(url: str = "redis://h/0") -> ConnectionSpec:
     return parse_url(url)
+
+
+def test_each_option_is_declared_once_and_everything_derives_from_it() -> None:
+    assert set(VALID_OPTIONS) == set(OPTIONS) == set(ConnectOptions.__dataclass_fields__)
+    assert list(VALID_OPTIONS) == sorted(VALID_OPTIONS)
+    keyword_only = {
+        "backoff",
+        "username",
+        "password",
+        "on_connect",
+        "on_connection_error",
+        "on_close",
+    }
+    assert set(OPTIONS) - URL_OPTIONS == keyword_only
+    assert [name for name, o in OPTIONS.items() if o.secret] == ["password"]
+    reference = options_help()
+    for name, option in OPTIONS.items():
+        assert option.doc and f"``{name}`` ({option.default}" in reference
+    assert "``backoff`` (Backoff.default(); keyword only)" in reference
+    assert "``retries`` (3)" in reference
+
+
+def test_connect_documents_every_option() -> None:
+    from redkit import connect
+    from redkit.asyncio import connect as async_connect
+
+    for function in (connect, async_connect):
+        for name, option in OPTIONS.items():
+            assert f"``{name}``" in (function.__doc__ or ""), name
+            assert option.doc.split()[0] in (function.__doc__ or "")
+
+
+def test_readme_names_every_option() -> None:
+    from pathlib import Path
+
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    section = readme.split("## Pointing redkit at your Redis, Sentinel or Cluster")[1]
+    section = section.split("\n## ")[0]
+    for name in OPTIONS:
+        assert f"`{name}`" in section, name
+
+
+def test_the_old_on_error_name_is_refused_with_the_new_one_listed() -> None:
+    with pytest.raises(ConfigurationError) as info:
+        resolve_options(_spec(), {"on_error": print})
+    assert "unknown connect() option on_error" in str(info.value)
+    assert "on_connection_error" in str(info.value)
 
 
 def test_default_options() -> None:
@@ -343,6 +439,8 @@ def test_unknown_option_lists_valid_ones() -> None:
         ("read_from_replicas", "perhaps"),
         ("on_connect", 42),
         ("backoff", 0.5),
+        ("backoff", object()),
+        ("on_connection_error", "print"),
         ("ssl_cert_reqs", "sometimes"),
     ],
 )
@@ -411,7 +509,9 @@ def test_default_backoff_shape() -> None:
     low = Backoff.default(rng=_Seq(0.999999))  # the most jitter: about 10% less
     assert low.compute(1) == pytest.approx(0.045, abs=1e-6)
     assert low.compute(100) == pytest.approx(1.8, abs=1e-5)
-    assert isinstance(top, AbstractBackoff)
+    assert isinstance(top, BackoffPolicy)
+    assert isinstance(ExponentialBackoff(), BackoffPolicy)  # redis-py's own backoffs fit too
+    assert resolve_options(_spec(), {"backoff": ExponentialBackoff()}).backoff
 
 
 def test_default_backoff_jitter_is_bounded() -> None:
@@ -479,15 +579,20 @@ def test_retry_policy() -> None:
     assert RedisConnectionError in retry._supported_errors
     assert RedisTimeoutError in retry._supported_errors
     assert TimeoutError in retry._supported_errors  # socket.timeout
-    default = retry_policy()
-    assert default.get_retries() == 3 and isinstance(default._backoff, Backoff)
-    async_retry = retry_policy(2, backoff, AsyncRetry)
+    async_retry = async_retry_policy(2, backoff)
     assert isinstance(async_retry, AsyncRetry)
-    assert set(async_retry._supported_errors) == {RedisConnectionError, RedisTimeoutError}
-    with pytest.raises(ConfigurationError, match="retries"):
-        retry_policy(-1)
-    with pytest.raises(ConfigurationError, match="backoff"):
-        retry_policy(1, 0.5)  # type: ignore[call-overload]
+    assert set(async_retry._supported_errors) == set(retry._supported_errors)
+    assert copy.deepcopy(retry)._backoff is backoff  # redis-py copies it for every connection
+
+
+def _failing(error: Exception) -> tuple[Any, list[int]]:
+    calls: list[int] = []
+
+    def fail() -> None:
+        calls.append(1)
+        raise error
+
+    return fail, calls
 
 
 def test_retry_policy_retries_then_gives_up(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -496,14 +601,50 @@ def test_retry_policy_retries_then_gives_up(monkeypatch: pytest.MonkeyPatch) -> 
     delays: list[float] = []
     monkeypatch.setattr(redis_retry, "sleep", delays.append)
     retry = retry_policy(3, Backoff.default(rng=_Seq(0.0)))
-    calls = 0
+    fail, calls = _failing(RedisConnectionError("down"))
+    with pytest.raises(RedisConnectionError):
+        retry.call_with_retry(fail, lambda error: None)
+    assert len(calls) == 4  # the first try and 3 retries
+    assert delays == pytest.approx([0.05, 0.1, 0.15])
 
-    def fail() -> None:
-        nonlocal calls
-        calls += 1
+
+def test_retry_policy_never_retries_an_authentication_failure(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import redis.retry as redis_retry
+
+    monkeypatch.setattr(redis_retry, "sleep", lambda delay: None)
+    retry = retry_policy(3, Backoff.default())
+    error = AuthenticationError("invalid username-password pair")
+    fail, calls = _failing(error)
+    with pytest.raises(AuthenticationError) as info:
+        retry.call_with_retry(fail, lambda error: None)
+    assert info.value is error
+    assert len(calls) == 1
+
+
+async def test_async_retry_policy_never_retries_an_authentication_failure() -> None:
+    retry = async_retry_policy(3, Backoff.exponential(base=0.0001, cap=0.0001))
+    calls: list[int] = []
+    error = AuthenticationError("invalid username-password pair")
+
+    async def fail() -> None:
+        calls.append(1)
+        raise error
+
+    async def on_failure(error: Exception) -> None:
+        pass
+
+    with pytest.raises(AuthenticationError) as info:
+        await retry.call_with_retry(fail, on_failure)
+    assert info.value is error
+    assert len(calls) == 1
+    calls.clear()
+
+    async def down() -> None:
+        calls.append(1)
         raise RedisConnectionError("down")
 
     with pytest.raises(RedisConnectionError):
-        retry.call_with_retry(fail, lambda error: None)
-    assert calls == 4  # the first try and 3 retries
-    assert delays == pytest.approx([0.05, 0.1, 0.15])
+        await retry.call_with_retry(down, on_failure)
+    assert len(calls) == 4

@@ -11,8 +11,8 @@ for ``redis.asyncio`` clients.
 
 from redkit._core.backoff import Backoff
 from redkit._core.codecs import Codec, Serializer
+from redkit._core.connection_events import ConnectionEvent
 from redkit._core.events import CacheStats, Event, subscribe
-from redkit._core.urls import ConnectionEvent
 from redkit._sync.cache_aside import CacheAside
 from redkit._sync.connection import connect, embedded_server, replica_client
 from redkit._sync.decorators import cached

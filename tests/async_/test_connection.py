@@ -5,8 +5,10 @@ from __future__ import annotations
 import logging
 import socket
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 import redis
@@ -16,11 +18,12 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 
 from redkit._async.connection import connect, embedded_server, replica_client
 from redkit._core.backoff import Backoff
-from redkit._core.urls import ConnectionEvent
+from redkit._core.connection_events import ConnectionEvent
 from redkit.embedded import EmbeddedServer
 from redkit.errors import ConfigurationError
 
 TOPOLOGY_SERVERS = ["standalone_server", "cluster_server", "sentinel_server"]
+SECRET = "s3\u00e7r\u00eatK9-pw"  # non-ASCII: in no message by chance
 
 
 def _key() -> str:
@@ -208,7 +211,7 @@ async def test_connect_logs(
     assert any("closed" in m and address in m for m in messages)
 
 
-async def test_on_error_fires_and_logs_when_nothing_listens(
+async def test_on_connection_error_fires_and_logs_when_nothing_listens(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.DEBUG, logger="redkit.connection")
@@ -219,7 +222,7 @@ async def test_on_error_fires_and_logs_when_nothing_listens(
         f"redis://127.0.0.1:{port}/0",
         retries=2,
         backoff=Backoff.exponential(base=0.001, cap=0.002),
-        on_error=errors.append,
+        on_connection_error=errors.append,
         on_connect=connects.append,
     )
     try:
@@ -240,14 +243,14 @@ async def test_on_error_fires_and_logs_when_nothing_listens(
     assert f"127.0.0.1:{port}" in warnings[0].getMessage()
 
 
-async def test_on_error_fires_when_the_server_drops_the_connection(
+async def test_on_connection_error_fires_when_the_server_drops_the_connection(
     standalone_server: EmbeddedServer,
 ) -> None:
     events: list[ConnectionEvent] = []
     client = connect(
         standalone_server.url,
         on_connect=events.append,
-        on_error=events.append,
+        on_connection_error=events.append,
         on_close=events.append,
     )
     killer = redis.Redis(host="127.0.0.1", port=standalone_server.port)
@@ -271,7 +274,7 @@ async def test_on_error_fires_when_the_server_drops_the_connection(
 async def test_retries_zero_tries_once() -> None:
     port = _closed_port()
     errors: list[ConnectionEvent] = []
-    client = connect(f"redis://127.0.0.1:{port}/0", retries=0, on_error=errors.append)
+    client = connect(f"redis://127.0.0.1:{port}/0", retries=0, on_connection_error=errors.append)
     try:
         with pytest.raises(RedisConnectionError):
             await client.get("k")
@@ -398,3 +401,69 @@ async def test_other_urls_start_no_server(standalone_server: EmbeddedServer) -> 
         assert embedded_server(client) is None
     finally:
         await client.aclose()
+
+
+# --------------------------------------------------------------------------- authentication
+
+
+@pytest.fixture(scope="module")
+def protected_server(server_kind: str) -> Iterator[EmbeddedServer]:
+    """A standalone server of its own that requires the password ``SECRET``."""
+    with EmbeddedServer(binary=server_kind) as server:
+        admin = redis.Redis(host="127.0.0.1", port=server.port)
+        admin.config_set("requirepass", SECRET)
+        admin.close()
+        try:
+            yield server
+        finally:
+            admin = redis.Redis(host="127.0.0.1", port=server.port, password=SECRET)
+            admin.config_set("requirepass", "")
+            admin.close()
+
+
+def _no_secret_in(exc: BaseException, caplog: pytest.LogCaptureFixture, secret: str) -> None:
+    seen: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and current not in seen:
+        seen.append(current)
+        current = current.__cause__ or current.__context__
+    for error in seen:
+        assert secret not in str(error) and secret not in repr(error)
+    for record in caplog.records:
+        assert secret not in record.getMessage()
+
+
+@pytest.mark.parametrize("password", [f"wrong-{SECRET}", None], ids=["wrong", "missing"])
+async def test_authentication_failure_is_a_configuration_error_never_retried(
+    protected_server: EmbeddedServer, password: str | None, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    errors: list[ConnectionEvent] = []
+    client = connect(
+        protected_server.url,
+        password=password,
+        retries=3,
+        backoff=Backoff.exponential(base=0.001, cap=0.002),
+        on_connection_error=errors.append,
+    )
+    try:
+        with pytest.raises(redis.exceptions.AuthenticationError) as info:  # what redis-py raises
+            await client.ping()
+    finally:
+        await client.aclose()
+    assert len(errors) == 1  # one attempt: a wrong password does not get better with retries
+    assert isinstance(info.value, ConfigurationError)  # and what redkit's errors call it
+    assert "authentication failed" in str(info.value)
+    _no_secret_in(info.value, caplog, "wrong-")
+    _no_secret_in(info.value, caplog, SECRET)
+
+
+async def test_the_right_password_works(protected_server: EmbeddedServer) -> None:
+    for client in (
+        connect(protected_server.url, password=SECRET),
+        connect(protected_server.url.replace("://", f"://:{quote(SECRET, safe='')}@", 1)),
+    ):
+        try:
+            assert await client.ping()
+        finally:
+            await client.aclose()

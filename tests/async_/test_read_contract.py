@@ -213,7 +213,9 @@ async def test_the_breaker_stops_asking_a_dead_redis(
     path_class: type[ReadPath], tmp_path: Path, unused_tcp_port: int
 ) -> None:
     attempts: list[Any] = []
-    dead = connect(f"redis://127.0.0.1:{unused_tcp_port}/0", retries=0, on_error=attempts.append)
+    dead = connect(
+        f"redis://127.0.0.1:{unused_tcp_port}/0", retries=0, on_connection_error=attempts.append
+    )
     path = await make(path_class, dead, tmp_path, breaker=60)
     assert await path.read() == path.miss()
     tried = len(attempts)

@@ -261,7 +261,9 @@ def test_breaker_skips_redis_for_a_while_after_it_is_found_down(
     unused_tcp_port: int,
 ) -> None:
     attempts: list[Any] = []
-    dead = connect(f"redis://127.0.0.1:{unused_tcp_port}/0", retries=0, on_error=attempts.append)
+    dead = connect(
+        f"redis://127.0.0.1:{unused_tcp_port}/0", retries=0, on_connection_error=attempts.append
+    )
     clock = ManualClock()
     try:
         cache = CacheAside(dead, "breaker", breaker=5.0, clock=clock)

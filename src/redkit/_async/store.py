@@ -33,6 +33,7 @@ from redkit._async.invalidations import PendingInvalidations
 from redkit._async.read_batcher import ReadBatcher
 from redkit._core.events import Events
 from redkit._core.keys import KeySpace, companions
+from redkit._redis_compat import decode_responses_of, pool_size
 from redkit._scripts import LuaScript, script
 from redkit._translate import REDIS_ERRORS, translate
 from redkit.errors import BackendUnavailable, ConfigurationError
@@ -78,7 +79,7 @@ def check_client(client: Any, pattern: str) -> bool:
             f"{_FACE}.{pattern} needs {_EXPECTED} (e.g. from {_FACE}.connect()), "
             f"got {type(client).__module__}.{type(client).__qualname__}"
         )
-    if client.get_encoder().decode_responses:
+    if decode_responses_of(client):
         raise ConfigurationError(
             f"{_FACE}.{pattern} needs a client that returns bytes: this one was made with "
             "decode_responses=True; connect without it (redkit decodes values itself)"
@@ -90,17 +91,8 @@ def _gate_for(client: Any) -> Gate:
     """The gate shared by every redkit pattern on ``client``."""
     gate = _GATES.get(client)
     if gate is None:
-        gate = _GATES[client] = Gate(max(1, int(_pool_size(client) * _POOL_SHARE)))
+        gate = _GATES[client] = Gate(max(1, int(pool_size(client) * _POOL_SHARE)))
     return gate
-
-
-def _pool_size(client: Any) -> int:
-    """Connections the client may open (per node on a Cluster); redis-py's default is 100."""
-    if isinstance(client, RedisCluster):
-        size = client.nodes_manager.connection_kwargs.get("max_connections")
-    else:
-        size = getattr(client.connection_pool, "max_connections", None)
-    return size if isinstance(size, int) and size > 0 else 100
 
 
 class Store:

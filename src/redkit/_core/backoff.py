@@ -1,50 +1,46 @@
-"""Retry delays: capped exponential (or linear) backoff with jitter, and redis-py ``Retry`` objects.
+"""Retry delays: capped exponential (or linear) backoff with jitter.
 
-Pure: no I/O, and the random source is injected so tests can pin it::
+Pure: no I/O, no redis-py, and the random source is injected so tests can pin it::
 
     Backoff.default()                       # min(n * 50ms, 2s), minus up to 10% jitter
     Backoff.exponential(base=0.05, cap=2.0)  # min(50ms * 2**(n-1), 2s), full jitter
-    retry_policy(3, Backoff.default())      # a redis.retry.Retry using it
 
-:class:`Backoff` implements redis-py's :class:`redis.backoff.AbstractBackoff`, so it plugs into
-``redis.retry.Retry`` and ``redis.asyncio.retry.Retry`` alike. ``compute(failures)`` takes the
-number of failures so far (1 for the first retry) and returns a delay in seconds.
+A :class:`Backoff` has the two methods redis-py's ``Retry`` calls on its backoff,
+``compute(failures)`` (the number of failures so far, 1 for the first retry; returns a delay in
+seconds) and ``reset()``, so it plugs into ``redis.retry.Retry`` and ``redis.asyncio.retry.Retry``
+alike; :mod:`redkit._redis_compat` builds those. Any object with these two methods (such as
+redis-py's own ``ExponentialBackoff``) is a :class:`BackoffPolicy` and is accepted too.
 """
 
 from __future__ import annotations
 
 import random
-import socket
 from collections.abc import Callable
-from typing import Any, Literal, TypeVar, overload
-
-from redis.backoff import AbstractBackoff
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError
-from redis.exceptions import TimeoutError as RedisTimeoutError
-from redis.retry import AbstractRetry, Retry
+from typing import Any, Literal, Protocol, runtime_checkable
 
 from redkit.errors import ConfigurationError
 
 Jitter = Literal["full", "equal", "none"] | float
 Growth = Literal["exponential", "linear"]
 
-#: The errors a retry policy retries: the connection dropped, was refused, or timed out.
-#: redis-py wraps socket errors in its own types; the builtin ones are there for safety.
-RETRYABLE_ERRORS: tuple[type[Exception], ...] = (
-    RedisConnectionError,
-    RedisTimeoutError,
-    socket.timeout,
-    ConnectionError,
-)
-#: The same for ``redis.asyncio.retry.Retry``, whose errors must be ``RedisError`` types.
-ASYNC_RETRYABLE_ERRORS: tuple[type[RedisError], ...] = (RedisConnectionError, RedisTimeoutError)
-
 _MAX_EXPONENT = 62
 
 
-class Backoff(AbstractBackoff):
-    """A capped backoff with jitter, usable as redis-py's ``AbstractBackoff``.
+@runtime_checkable
+class BackoffPolicy(Protocol):
+    """What a retry policy needs from a backoff (redis-py's ``AbstractBackoff`` fits)."""
+
+    def compute(self, failures: int) -> float:
+        """The delay in seconds before the retry that follows ``failures`` failures."""
+        ...
+
+    def reset(self) -> None:
+        """Called before each retried operation."""
+        ...
+
+
+class Backoff:
+    """A capped backoff with jitter, usable as the backoff of redis-py's ``Retry``.
 
     The un-jittered delay after ``n`` failures is ``min(cap, base * 2**(n-1))`` (``growth=
     "exponential"``) or ``min(cap, base * n)`` (``growth="linear"``). Jitter then draws from it:
@@ -152,38 +148,4 @@ class Backoff(AbstractBackoff):
         )
 
 
-R = TypeVar("R", bound=AbstractRetry[Any])
-
-
-@overload
-def retry_policy(retries: int = ..., backoff: AbstractBackoff | None = ...) -> Retry: ...
-
-
-@overload
-def retry_policy(retries: int, backoff: AbstractBackoff | None, retry_class: type[R]) -> R: ...
-
-
-def retry_policy(
-    retries: int = 3,
-    backoff: AbstractBackoff | None = None,
-    retry_class: type[Any] = Retry,
-) -> Any:
-    """A redis-py ``Retry``: up to ``retries`` retries of connection and timeout errors.
-
-    ``backoff`` defaults to :meth:`Backoff.default`. ``retry_class`` is ``redis.retry.Retry``
-    (the default) or ``redis.asyncio.retry.Retry``; redis-py 8 builds both as
-    ``Retry(backoff, retries, supported_errors)``.
-    """
-    if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
-        raise ConfigurationError(f"retries must be an int >= 0, got {retries!r}")
-    if backoff is None:
-        backoff = Backoff.default()
-    elif not isinstance(backoff, AbstractBackoff):
-        raise ConfigurationError(
-            f"backoff must be a redkit Backoff (or redis.backoff.AbstractBackoff), got {backoff!r}"
-        )
-    errors = RETRYABLE_ERRORS if issubclass(retry_class, Retry) else ASYNC_RETRYABLE_ERRORS
-    return retry_class(backoff, retries, errors)
-
-
-__all__ = ["ASYNC_RETRYABLE_ERRORS", "RETRYABLE_ERRORS", "Backoff", "retry_policy"]
+__all__ = ["Backoff", "BackoffPolicy"]

@@ -1,4 +1,4 @@
-"""Connection URLs and ``connect()`` options, parsed and validated without I/O.
+"""Connection URLs: the grammar, the environment fallback, and passwords masked for messages.
 
 Schemes::
 
@@ -12,339 +12,157 @@ Schemes::
                                                     sentinels'; sentinel port defaults to 26379)
     embedded://[?cluster=3][&sentinel=true]         start the bundled Valkey (redkit.embedded)
 
-With no URL, :func:`resolve_spec` reads ``REDIS_URL``; else builds one from ``REDIS_HOST``,
-``REDIS_PORT``, ``REDIS_PASSWORD`` and ``REDIS_DB`` when any is set; else uses
-``redis://localhost:6379/0``. Every problem raises :class:`~redkit.errors.ConfigurationError`
-naming it and the URL, with passwords masked as ``***``.
+Each parses to its own spec (:mod:`redkit._core.specs`). With no URL, :func:`resolve_spec`
+reads ``REDIS_URL``; else builds one from ``REDIS_HOST``, ``REDIS_PORT``, ``REDIS_PASSWORD``
+and ``REDIS_DB`` when any is set; else uses ``redis://localhost:6379/0``. Client options may
+also be given in the query string (``?socket_timeout=1.5&client_name=web``; see
+:mod:`redkit._core.options`).
 
-Client options may also be given in the query string (``?socket_timeout=1.5&client_name=web``);
-keyword options to ``connect()`` override them. :func:`resolve_options` validates both.
+Passwords never reach a message. Every problem raises :class:`~redkit.errors.ConfigurationError`
+naming it and the URL as :func:`mask_url` shows it. Percent-encode ``/``, ``?``, ``#``, ``&``,
+``+`` and ``%`` in a password (``quote(password, safe="")``): an ``@`` anywhere but in the user
+info is refused (it would mean that a password holds an unencoded ``/``, ``?`` or ``#``, so that
+the host, path or query would show part of it), a query segment after a password is never
+quoted (it may be the rest of a password holding an unencoded ``&``), and neither is a
+``#fragment``.
 """
 
 from __future__ import annotations
 
 import os
 import re
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-from typing import Any, Literal
-from urllib.parse import parse_qsl, unquote, urlsplit
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import unquote, unquote_plus
 
-from redis.backoff import AbstractBackoff
-
-from redkit._core.backoff import Backoff
+from redkit._core.options import URL_OPTIONS, InvalidValue, boolean, convert_option, integer
+from redkit._core.specs import (
+    Address,
+    ClusterSpec,
+    ConnectionSpec,
+    EmbeddedSpec,
+    SentinelSpec,
+    TcpSpec,
+    UnixSpec,
+)
 from redkit.errors import ConfigurationError
-
-Kind = Literal["standalone", "cluster", "sentinel", "embedded"]
-EventKind = Literal["connect", "error", "close"]
 
 DEFAULT_URL = "redis://localhost:6379/0"
 DEFAULT_PORT = 6379
 DEFAULT_SENTINEL_PORT = 26379
 
-# scheme -> (kind, ssl)
-_SCHEMES: dict[str, tuple[Kind, bool]] = {
-    "redis": ("standalone", False),
-    "rediss": ("standalone", True),
-    "unix": ("standalone", False),
+# scheme -> (kind, TLS)
+_SCHEMES: dict[str, tuple[str, bool]] = {
+    "redis": ("tcp", False),
+    "rediss": ("tcp", True),
+    "unix": ("unix", False),
     "redis+cluster": ("cluster", False),
     "rediss+cluster": ("cluster", True),
     "redis+sentinel": ("sentinel", False),
     "rediss+sentinel": ("sentinel", True),
     "embedded": ("embedded", False),
 }
-
-_MASK = "***"
-_QUERY_SECRET = re.compile(r"((?:^|[?&])(?:sentinel_)?password=)[^&#]*", re.IGNORECASE)
-
-
-def mask_url(url: str) -> str:
-    """``url`` with the password in its user info and ``*password=`` query values masked."""
-    scheme, sep, rest = url.partition("://")
-    if sep:
-        query_at = rest.find("?")
-        head, tail = (rest, "") if query_at < 0 else (rest[:query_at], rest[query_at:])
-        at = head.rfind("@")
-        if at >= 0:
-            userinfo = head[:at]
-            colon = userinfo.find(":")
-            if colon >= 0 and not userinfo.startswith("/"):
-                head = userinfo[: colon + 1] + _MASK + head[at:]
-        url = f"{scheme}{sep}{head}{_QUERY_SECRET.sub(lambda m: m.group(1) + _MASK, tail)}"
-    else:
-        url = _QUERY_SECRET.sub(lambda m: m.group(1) + _MASK, url)
-    return url
-
-
-@dataclass(frozen=True)
-class ConnectionSpec:
-    """Where and how to connect, as parsed from a URL (or the environment).
-
-    ``hosts`` holds ``(host, port)`` pairs: one for a standalone server, the startup nodes of a
-    Cluster, or the sentinels of a Sentinel group (``master`` names the monitored master).
-    ``path`` is set for a ``unix://`` socket (``hosts`` is then empty). ``options`` holds the
-    client options given in the query string, already converted (see :func:`resolve_options`).
-    ``url`` is the URL with passwords masked, for messages.
-    """
-
-    kind: Kind
-    hosts: tuple[tuple[str, int], ...] = ()
-    db: int = 0
-    username: str | None = None
-    password: str | None = field(default=None, repr=False)
-    ssl: bool = False
-    path: str | None = None
-    master: str | None = None
-    sentinel_username: str | None = None
-    sentinel_password: str | None = field(default=None, repr=False)
-    embedded_cluster: int = 0
-    embedded_sentinel: bool = False
-    options: Mapping[str, Any] = field(default_factory=dict, hash=False)
-    url: str = ""
-
-    @property
-    def address(self) -> str:
-        """``host:port[,host:port...]`` or the socket path, for messages."""
-        if self.path is not None:
-            return self.path
-        return ",".join(_format_host(h, p) for h, p in self.hosts)
-
-
-def _format_host(host: str, port: int) -> str:
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-
-
-# --------------------------------------------------------------------------- option values
-
-
-def _bad(name: str, value: object, expected: str) -> ConfigurationError:
-    return ConfigurationError(f"option {name}={value!r} is invalid: expected {expected}")
-
-
-def _int(name: str, value: object, minimum: int) -> int:
-    number = value
-    if isinstance(value, str):
-        text = value.strip()
-        if not re.fullmatch(r"[+-]?\d+", text):
-            raise _bad(name, value, f"an integer >= {minimum}")
-        number = int(text)
-    if isinstance(number, bool) or not isinstance(number, int) or number < minimum:
-        raise _bad(name, value, f"an integer >= {minimum}")
-    return number
-
-
-def _float(name: str, value: object, *, allow_none: bool, positive: bool) -> float | None:
-    what = "a number > 0" if positive else "a number >= 0"
-    if allow_none:
-        what += " or None"
-    if value is None or (isinstance(value, str) and value.strip().lower() in ("none", "")):
-        if allow_none:
-            return None
-        raise _bad(name, value, what)
-    given = value
-    if isinstance(value, str):
-        try:
-            value = float(value)
-        except ValueError:
-            raise _bad(name, given, what) from None
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise _bad(name, given, what)
-    number = float(value)
-    if number != number or number < 0 or (positive and number == 0) or number == float("inf"):
-        raise _bad(name, given, what)
-    return number
-
-
-_TRUE = {"1", "true", "yes", "on", "y", "t"}
-_FALSE = {"0", "false", "no", "off", "n", "f"}
-
-
-def _bool(name: str, value: object) -> bool:
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, str):
-        text = value.strip().lower()
-        if text in _TRUE:
-            return True
-        if text in _FALSE:
-            return False
-    raise _bad(name, value, "a boolean (true/false, 1/0, yes/no, on/off)")
-
-
-def _str(name: str, value: object) -> str:
-    if not isinstance(value, str) or not value:
-        raise _bad(name, value, "a non-empty string")
-    return value
-
-
-def _client_name(name: str, value: object) -> str | None:
-    if value is None:
-        return None
-    text = _str(name, value)
-    if any(ch.isspace() for ch in text):
-        raise _bad(name, value, "a name without spaces or newlines (Redis refuses them)")
-    return text
-
-
-def _cert_reqs(name: str, value: object) -> str:
-    text = _str(name, value).lower()
-    if text not in ("none", "optional", "required"):
-        raise _bad(name, value, "'none', 'optional' or 'required'")
-    return text
-
-
-def _opt_str(name: str, value: object) -> str | None:
-    return None if value is None else _str(name, value)
-
-
-def _callback(name: str, value: object) -> Callable[[ConnectionEvent], object] | None:
-    if value is not None and not callable(value):
-        raise _bad(name, value, "a callable taking a ConnectionEvent, or None")
-    return value  # type: ignore[return-value]
-
-
-def _backoff(name: str, value: object) -> AbstractBackoff:
-    if not isinstance(value, AbstractBackoff):
-        raise _bad(name, value, "a redkit Backoff (or a redis.backoff.AbstractBackoff)")
-    return value
-
-
-# name -> converter; the ones allowed in a URL's query string are in _URL_OPTIONS.
-_CONVERTERS: dict[str, Callable[[str, object], Any]] = {
-    "retries": lambda n, v: _int(n, v, 0),
-    "backoff": _backoff,
-    "socket_timeout": lambda n, v: _float(n, v, allow_none=True, positive=True),
-    "socket_connect_timeout": lambda n, v: _float(n, v, allow_none=True, positive=True),
-    "health_check_interval": lambda n, v: _float(n, v, allow_none=False, positive=False),
-    "read_from_replicas": _bool,
-    "max_redirections": lambda n, v: _int(n, v, 1),
-    "client_name": _client_name,
-    "decode_responses": _bool,
-    "max_connections": lambda n, v: None if v is None else _int(n, v, 1),
-    "username": _opt_str,
-    "password": _opt_str,
-    "ssl_cert_reqs": _cert_reqs,
-    "ssl_ca_certs": _opt_str,
-    "ssl_certfile": _opt_str,
-    "ssl_keyfile": _opt_str,
-    "ssl_check_hostname": _bool,
-    "on_connect": _callback,
-    "on_error": _callback,
-    "on_close": _callback,
-}
-_KEYWORD_ONLY = frozenset({"backoff", "on_connect", "on_error", "on_close", "username", "password"})
-_URL_OPTIONS = frozenset(_CONVERTERS) - _KEYWORD_ONLY
-# query keys consumed by the URL itself, per scheme kind
-_SCHEME_KEYS: dict[Kind, frozenset[str]] = {
-    "standalone": frozenset({"db", "password"}),
+_EXPECTED_SCHEMES = ", ".join(f"{s}://" for s in _SCHEMES)
+# query keys the URL itself consumes, per kind (the rest are client options)
+_SCHEME_KEYS: dict[str, frozenset[str]] = {
+    "tcp": frozenset({"db", "password"}),
+    "unix": frozenset({"db", "password"}),
     "cluster": frozenset({"db", "password"}),
     "sentinel": frozenset({"db", "password", "sentinel_username", "sentinel_password"}),
     "embedded": frozenset({"cluster", "sentinel"}),
 }
+_SECRET_KEYS = frozenset({"password", "sentinel_password"})
+_KNOWN_KEYS = URL_OPTIONS.union(*_SCHEME_KEYS.values())
 
-#: The keyword options ``connect()`` accepts.
-VALID_OPTIONS: tuple[str, ...] = tuple(sorted(_CONVERTERS))
+_MASK = "***"
+_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*")
+# A query segment that mentions any of these is masked in messages, whatever its key.
+_SECRET_WORD = re.compile(r"pass|secret|token|auth", re.IGNORECASE)
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
-@dataclass(frozen=True)
-class ConnectionEvent:
-    """What ``on_connect``, ``on_error`` and ``on_close`` callbacks receive.
+def _authority_end(rest: str) -> int:
+    """Where the authority (``user:password@hosts``) of ``rest`` (after ``://``) ends."""
+    ends = [i for i in (rest.find(c) for c in "/?#") if i >= 0]
+    return min(ends, default=len(rest))
 
-    ``kind`` is ``"connect"`` (a connection was established and handshaken), ``"error"`` (a
-    connection attempt failed, or an established connection was dropped by an error) or
-    ``"close"`` (an established connection was closed; ``error`` says why, if by an error).
-    ``host``/``port`` name the server (``path`` for a unix socket); ``client_name`` is the
-    configured name.
+
+def _split_tail(tail: str) -> tuple[str, str | None, str | None]:
+    """``/path?query#fragment`` -> (path, query or None, fragment or None)."""
+    tail, hash_, fragment = tail.partition("#")
+    path, question, query = tail.partition("?")
+    return path, (query if question else None), (fragment if hash_ else None)
+
+
+def _mask_query(query: str) -> str:
+    out: list[str] = []
+    after_secret = False
+    for segment in query.split("&"):
+        key_text, eq, _ = segment.partition("=")
+        key = unquote_plus(key_text).strip().lower()
+        if after_secret:  # may be the rest of a password holding an unencoded '&'
+            out.append(f"{key_text}={_MASK}" if key in _KNOWN_KEYS and eq else _MASK)
+        elif _SECRET_WORD.search(unquote_plus(segment)):
+            out.append(f"{key_text}={_MASK}" if eq else _MASK)
+            after_secret = True
+        else:
+            out.append(segment)
+    return "&".join(out)
+
+
+def mask_url(url: str) -> str:
+    """``url`` as messages show it: passwords (and whatever may hold one) become ``***``.
+
+    The user info keeps its user name; query values that look secret are masked, and so is
+    every value after them (only known option names stay); a ``#fragment`` is masked. A URL whose
+    structure cannot be read (no ``scheme://``, or an ``@`` outside the user info) shows only
+    its beginning.
     """
-
-    kind: EventKind
-    host: str | None
-    port: int | None
-    path: str | None = None
-    error: BaseException | None = None
-    client_name: str | None = None
-
-    @property
-    def address(self) -> str:
-        """``host:port`` or the socket path."""
-        if self.path is not None:
-            return self.path
-        return _format_host(self.host or "?", self.port or 0)
-
-    def __getitem__(self, key: str) -> Any:
-        """``event["host"]`` works too, for callers that prefer a dict."""
-        if key not in ("kind", "host", "port", "path", "error", "client_name"):
-            raise KeyError(key)
-        return getattr(self, key)
-
-
-@dataclass(frozen=True)
-class ConnectOptions:
-    """``connect()``'s validated options, URL query options and keywords merged."""
-
-    retries: int = 3
-    backoff: AbstractBackoff = field(default_factory=Backoff.default)
-    socket_timeout: float | None = 5.0
-    socket_connect_timeout: float | None = 2.0
-    health_check_interval: float = 0.0
-    read_from_replicas: bool = False
-    max_redirections: int = 16
-    client_name: str | None = None
-    decode_responses: bool = False
-    max_connections: int | None = None
-    username: str | None = None
-    password: str | None = field(default=None, repr=False)
-    ssl_cert_reqs: str | None = None
-    ssl_ca_certs: str | None = None
-    ssl_certfile: str | None = None
-    ssl_keyfile: str | None = None
-    ssl_check_hostname: bool | None = None
-    on_connect: Callable[[ConnectionEvent], object] | None = None
-    on_error: Callable[[ConnectionEvent], object] | None = None
-    on_close: Callable[[ConnectionEvent], object] | None = None
-
-    def ssl_kwargs(self) -> dict[str, Any]:
-        """The ``ssl_*`` keyword arguments for redis-py that were set."""
-        names = ("ssl_cert_reqs", "ssl_ca_certs", "ssl_certfile", "ssl_keyfile")
-        out: dict[str, Any] = {n: getattr(self, n) for n in names if getattr(self, n) is not None}
-        if self.ssl_check_hostname is not None:
-            out["ssl_check_hostname"] = self.ssl_check_hostname
-        return out
+    match = _SCHEME.match(url)
+    scheme = match.group() if match else ""
+    if not scheme or not url[len(scheme) :].startswith("://"):
+        if "@" in url or "%" in url or _SECRET_WORD.search(url):
+            separator = re.match(r"[:/]*", url[len(scheme) :])
+            return url[: len(scheme)] + (separator.group() if separator else "") + _MASK
+        return url
+    rest = url[len(scheme) + 3 :]
+    end = _authority_end(rest)
+    authority, tail = rest[:end], rest[end:]
+    if "@" in tail:
+        return f"{scheme}://{_MASK}"
+    userinfo, at, hosts = authority.rpartition("@")
+    if at:
+        user, colon, _ = userinfo.partition(":")
+        authority = (f"{user}:{_MASK}" if colon else userinfo) + "@" + hosts
+    path, query, fragment = _split_tail(tail)
+    out = f"{scheme}://{authority}{path}"
+    if query is not None:
+        out += "?" + _mask_query(query)
+    if fragment is not None:
+        out += "#" + _MASK
+    return out
 
 
-def resolve_options(spec: ConnectionSpec, options: Mapping[str, object]) -> ConnectOptions:
-    """Validate ``options`` (``connect()``'s keywords) over the URL's query options.
-
-    Unknown names raise :class:`ConfigurationError` listing the valid ones; keywords win over
-    the query string; ``username``/``password`` default to the URL's.
-    """
-    unknown = sorted(set(options) - set(_CONVERTERS))
-    if unknown:
-        raise ConfigurationError(
-            f"unknown connect() option{'s' if len(unknown) > 1 else ''} "
-            f"{', '.join(unknown)}; valid options: {', '.join(VALID_OPTIONS)}"
-        )
-    values: dict[str, Any] = {"username": spec.username, "password": spec.password}
-    values.update(spec.options)
-    for name, value in options.items():
-        values[name] = _CONVERTERS[name](name, value)
-    if spec.kind == "standalone" and values.get("read_from_replicas"):
-        raise ConfigurationError(
-            f"read_from_replicas needs a Cluster or Sentinel URL, not {spec.url!r}"
-        )
-    if spec.kind == "cluster" and spec.path is not None:  # pragma: no cover - parse forbids it
-        raise ConfigurationError(f"a Cluster cannot use a unix socket: {spec.url!r}")
-    return ConnectOptions(**values)
-
-
-# --------------------------------------------------------------------------- URL parsing
+# --------------------------------------------------------------------------- parsing
 
 
 class _Problem(Exception):
     """A parse problem; :func:`parse_url` adds the (masked) URL."""
 
 
-def _parse_host(item: str, default_port: int) -> tuple[str, int]:
+@dataclass(frozen=True)
+class _Value:
+    """One query value, and whether messages may quote it."""
+
+    text: str
+    shown: bool
+
+    def quoted(self) -> str:
+        return repr(self.text) if self.shown else "(value not shown)"
+
+
+def _parse_host(item: str, default_port: int) -> Address:
     port_text: str | None
     if item.startswith("["):
         end = item.find("]")
@@ -355,6 +173,8 @@ def _parse_host(item: str, default_port: int) -> tuple[str, int]:
             raise _Problem(f"unexpected {rest!r} after IPv6 address [{host}]")
         port_text = rest[1:] if rest else None
     else:
+        if "]" in item:
+            raise _Problem(f"unexpected ']' in host {item!r}")
         if item.count(":") > 1:
             raise _Problem(f"IPv6 address {item!r} must be in brackets, e.g. [::1]:6379")
         host, sep, port_text_ = item.partition(":")
@@ -369,143 +189,179 @@ def _parse_host(item: str, default_port: int) -> tuple[str, int]:
     return host, int(port_text)
 
 
-def _parse_db(text: str, what: str) -> int:
+def _parse_db(text: str, what: str, shown: bool = True) -> int:
     if not re.fullmatch(r"\d+", text):
-        raise _Problem(f"{what} {text!r} is not a non-negative integer")
+        quoted = repr(text) if shown else "(value not shown)"
+        raise _Problem(f"{what} {quoted} is not a non-negative integer")
     return int(text)
 
 
-def _split_netloc(netloc: str) -> tuple[str | None, str | None, str]:
-    userinfo, at, hosts = netloc.rpartition("@")
-    if not at:
-        return None, None, netloc
-    user, colon, password = userinfo.partition(":")
-    return (unquote(user) or None), (unquote(password) or None) if colon else None, hosts
-
-
-def _query(query: str) -> dict[str, str]:
-    out: dict[str, str] = {}
-    for key, value in parse_qsl(query, keep_blank_values=True):
+def _query(query: str | None, scheme: str, kind: str) -> dict[str, _Value]:
+    """The query's values by key, checked against the keys valid for ``kind``."""
+    if not query:
+        return {}
+    allowed = URL_OPTIONS | _SCHEME_KEYS[kind]
+    segments: list[tuple[str, _Value]] = []
+    after_secret = False
+    for segment in query.split("&"):
+        if not segment:
+            raise _Problem("empty option in the query (a stray '&')")
+        key_text, eq, value_text = segment.partition("=")
+        key = unquote_plus(key_text)
+        secret = bool(_SECRET_WORD.search(unquote_plus(segment)))
+        shown = not (after_secret or secret)
+        if not eq:
+            what = repr(key) if shown and _IDENTIFIER.fullmatch(key) else "(not shown)"
+            raise _Problem(f"option {what} has no value (write key=value)")
+        segments.append((key, _Value(unquote_plus(value_text), shown)))
+        after_secret = after_secret or key in _SECRET_KEYS or secret
+    unknown = [(k, v) for k, v in segments if k not in allowed]
+    if unknown:
+        names = [k for k, v in unknown if v.shown and _IDENTIFIER.fullmatch(k)]
+        hidden = len(unknown) - len(names)
+        listed = ", ".join(sorted(set(names)) + ([f"{hidden} not shown"] if hidden else []))
+        raise _Problem(
+            f"unknown option{'s' if len(unknown) > 1 else ''} {listed} "
+            f"(valid in a {scheme}:// URL: {', '.join(sorted(allowed))}; "
+            "percent-encode '&', '#', '+' and '%' in a password)"
+        )
+    out: dict[str, _Value] = {}
+    for key, value in segments:
         if key in out:
             raise _Problem(f"option {key!r} given twice")
         out[key] = value
     return out
 
 
+def _url_option(key: str, value: _Value) -> Any:
+    return convert_option(key, value.text, show_value=value.shown)
+
+
+def _scheme_value(key: str, value: _Value, convert: Any) -> Any:
+    try:
+        return convert(value.text)
+    except InvalidValue as exc:
+        expected = exc.expected
+    raise _Problem(f"{key}={value.quoted()} is invalid: expected {expected}")
+
+
 def parse_url(url: str) -> ConnectionSpec:
-    """Parse one URL into a :class:`ConnectionSpec`; a bad URL raises ConfigurationError."""
+    """Parse one URL into its spec; a bad URL raises ConfigurationError (password masked)."""
     if not isinstance(url, str):
         raise ConfigurationError(f"a Redis URL must be a string, got {type(url).__name__}")
+    url = url.strip()
     masked = mask_url(url)
     try:
-        return _parse(url.strip(), masked)
+        return _parse(url, masked)
     except _Problem as problem:
-        raise ConfigurationError(f"{problem} in Redis URL {masked!r}") from None
+        message = f"{problem} in Redis URL {masked!r}"
     except ConfigurationError as exc:  # an option value
-        raise ConfigurationError(f"{exc} in Redis URL {masked!r}") from None
+        message = f"{exc} in Redis URL {masked!r}"
+    # Raised outside the except blocks: no exception chain to carry parts of the URL.
+    raise ConfigurationError(message)
 
 
 def _parse(url: str, masked: str) -> ConnectionSpec:
     if not url:
         raise _Problem("empty URL")
-    if "://" not in url:
-        raise _Problem(
-            "missing scheme (expected one of " + ", ".join(f"{s}://" for s in _SCHEMES) + ")"
-        )
-    try:
-        parts = urlsplit(url)
-    except ValueError as exc:
-        raise _Problem(str(exc)) from None
-    scheme = parts.scheme.lower()
+    match = _SCHEME.match(url)
+    scheme_text = match.group() if match else ""
+    scheme = scheme_text.lower()
+    if not url[len(scheme_text) :].startswith("://"):
+        separator = re.match(r"[:/]*", url[len(scheme_text) :])
+        written = scheme_text + (separator.group() if separator else "")
+        if scheme in _SCHEMES and written != scheme_text:
+            raise _Problem(f"malformed {written!r}: write {scheme + '://'!r}")
+        raise _Problem(f"missing scheme (expected one of {_EXPECTED_SCHEMES})")
     if scheme not in _SCHEMES:
-        raise _Problem(
-            f"unknown scheme {scheme + '://'!r} (expected one of "
-            + ", ".join(f"{s}://" for s in _SCHEMES)
-            + ")"
-        )
-    if parts.fragment:
-        raise _Problem(f"unexpected fragment '#{parts.fragment}'")
+        raise _Problem(f"unknown scheme {scheme + '://'!r} (expected one of {_EXPECTED_SCHEMES})")
     kind, ssl = _SCHEMES[scheme]
-    query = _query(parts.query)
-    scheme_keys = _SCHEME_KEYS[kind]
-    unknown = sorted(k for k in query if k not in _URL_OPTIONS and k not in scheme_keys)
-    if unknown:
-        valid = sorted(_URL_OPTIONS | scheme_keys)
+    rest = url[len(scheme_text) + 3 :]
+    end = _authority_end(rest)
+    authority, tail = rest[:end], rest[end:]
+    if "@" in tail:
+        hint = " (one '/' too many after '://'?)" if kind != "unix" and not authority else ""
         raise _Problem(
-            f"unknown option{'s' if len(unknown) > 1 else ''} {', '.join(unknown)} "
-            f"(valid in a {scheme}:// URL: {', '.join(valid)})"
+            "'@' outside the user info: percent-encode '/', '?' and '#' in a password "
+            f"(%2F, %3F, %23) and write any other '@' as %40{hint}"
         )
-    options = {k: _CONVERTERS[k](k, v) for k, v in query.items() if k in _URL_OPTIONS}
-    username, password, netloc_hosts = _split_netloc(parts.netloc)
+    path, query_text, fragment = _split_tail(tail)
+    if fragment is not None:
+        raise _Problem("unexpected '#' (write a '#' in a password or option value as %23)")
+    query = _query(query_text, scheme, kind)
+    options = {k: _url_option(k, v) for k, v in query.items() if k in URL_OPTIONS}
+    userinfo, at, hosts_text = authority.rpartition("@")
+    username: str | None = None
+    password: str | None = None
+    if at:
+        user, colon, secret = userinfo.partition(":")
+        username = unquote(user) or None
+        password = (unquote(secret) or None) if colon else None
     if "password" in query:
         if password is not None:
             raise _Problem("password given both in the user info and as ?password=")
-        password = query["password"] or None
-    query_db = _parse_db(query["db"], "db") if "db" in query else None
-    path = parts.path
+        password = query["password"].text or None
+    query_db = _parse_db(query["db"].text, "db", query["db"].shown) if "db" in query else None
 
     if kind == "embedded":
-        if netloc_hosts or username or password:
+        if hosts_text or at:
             raise _Problem("embedded:// takes no host or credentials")
         if path not in ("", "/"):
             raise _Problem(f"unexpected path {path!r} (embedded:// takes only ?cluster=N)")
-        cluster = _int("cluster", query["cluster"], 0) if "cluster" in query else 0
-        sentinel = _bool("sentinel", query["sentinel"]) if "sentinel" in query else False
+        cluster = (
+            _scheme_value("cluster", query["cluster"], integer(0)) if "cluster" in query else 0
+        )
+        sentinel = (
+            _scheme_value("sentinel", query["sentinel"], boolean) if "sentinel" in query else False
+        )
         if cluster and sentinel:
             raise _Problem("embedded:// takes cluster=N or sentinel=true, not both")
-        return ConnectionSpec(
-            kind="embedded",
-            embedded_cluster=cluster,
-            embedded_sentinel=sentinel,
-            options=options,
-            url=masked,
-        )
+        return EmbeddedSpec(cluster=cluster, sentinel=sentinel, options=options, url=masked)
 
-    if scheme == "unix":
-        if netloc_hosts:
+    if kind == "unix":
+        if hosts_text:
             raise _Problem(
-                f"unix:// takes no host (got {netloc_hosts!r}); write unix:///path/to/redis.sock"
+                f"unix:// takes no host (got {hosts_text!r}); write unix:///path/to/redis.sock"
             )
         if path in ("", "/"):
             raise _Problem("missing socket path (write unix:///path/to/redis.sock)")
-        return ConnectionSpec(
-            kind="standalone",
+        return UnixSpec(
+            path=unquote(path),
             db=query_db or 0,
             username=username,
             password=password,
-            path=unquote(path),
             options=options,
             url=masked,
         )
 
-    items = [item.strip() for item in netloc_hosts.split(",")]
+    items = [item.strip() for item in hosts_text.split(",")]
     if items == [""]:
         raise _Problem("missing host")
     if any(not item for item in items):
         raise _Problem("empty entry in the host list")
     default_port = DEFAULT_SENTINEL_PORT if kind == "sentinel" else DEFAULT_PORT
     hosts = tuple(_parse_host(item, default_port) for item in items)
-    segments = [s for s in path.split("/") if s] if path else []
+    segments = [s for s in path.split("/") if s]
 
     if kind == "sentinel":
         if not segments:
             raise _Problem("missing master name (write redis+sentinel://host:26379/mymaster)")
         if len(segments) > 2:
             raise _Problem(f"unexpected path {path!r} (expected /master_name[/db])")
-        master = unquote(segments[0])
         db = _parse_db(segments[1], "db") if len(segments) == 2 else None
         if db is not None and query_db is not None and db != query_db:
             raise _Problem("db given both in the path and as ?db=")
-        return ConnectionSpec(
-            kind="sentinel",
-            hosts=hosts,
+        sentinel_user = query.get("sentinel_username")
+        sentinel_password = query.get("sentinel_password")
+        return SentinelSpec(
+            sentinels=hosts,
+            master=unquote(segments[0]),
             db=db if db is not None else (query_db or 0),
             username=username,
             password=password,
             ssl=ssl,
-            master=master,
-            sentinel_username=query.get("sentinel_username") or None,
-            sentinel_password=query.get("sentinel_password") or None,
+            sentinel_username=(sentinel_user.text or None) if sentinel_user else None,
+            sentinel_password=(sentinel_password.text or None) if sentinel_password else None,
             options=options,
             url=masked,
         )
@@ -520,14 +376,8 @@ def _parse(url: str, masked: str) -> ConnectionSpec:
     if kind == "cluster":
         if db != 0:
             raise _Problem(f"a Cluster has only db 0 (got db {db})")
-        return ConnectionSpec(
-            kind="cluster",
-            hosts=hosts,
-            username=username,
-            password=password,
-            ssl=ssl,
-            options=options,
-            url=masked,
+        return ClusterSpec(
+            nodes=hosts, username=username, password=password, ssl=ssl, options=options, url=masked
         )
 
     if len(hosts) > 1:
@@ -535,9 +385,10 @@ def _parse(url: str, masked: str) -> ConnectionSpec:
             f"{scheme}:// takes one host (got {len(hosts)}); "
             "use redis+cluster:// or redis+sentinel:// for several"
         )
-    return ConnectionSpec(
-        kind="standalone",
-        hosts=hosts,
+    ((host, port),) = hosts
+    return TcpSpec(
+        host=host,
+        port=port,
         db=db,
         username=username,
         password=password,
@@ -546,6 +397,8 @@ def _parse(url: str, masked: str) -> ConnectionSpec:
         url=masked,
     )
 
+
+# --------------------------------------------------------------------------- environment
 
 _ENV_PARTS = ("REDIS_HOST", "REDIS_PORT", "REDIS_PASSWORD", "REDIS_DB")
 
@@ -562,39 +415,43 @@ def resolve_spec(
         try:
             return parse_url(env_url)
         except ConfigurationError as exc:
-            raise ConfigurationError(f"REDIS_URL: {exc}") from None
+            message = f"REDIS_URL: {exc}"
+        raise ConfigurationError(message)  # outside the except block: one clean message
     if not any(env.get(name, "").strip() for name in _ENV_PARTS):
         return parse_url(DEFAULT_URL)
+    return _spec_from_parts(env)
+
+
+def _spec_from_parts(env: Mapping[str, str]) -> TcpSpec:
     host = env.get("REDIS_HOST", "").strip() or "localhost"
     port_text = env.get("REDIS_PORT", "").strip()
     db_text = env.get("REDIS_DB", "").strip()
     password = env.get("REDIS_PASSWORD") or None
+    if re.search(r"[@/?#\s]", host):
+        raise ConfigurationError(
+            "REDIS_HOST must be a host name or address (not shown: it holds '@', '/', '?', "
+            "'#' or a space); put a whole URL in REDIS_URL instead"
+        )
     shown = f"REDIS_HOST={host!r} REDIS_PORT={port_text!r} REDIS_DB={db_text!r}"
     try:
-        if ":" in host and not host.startswith("["):
-            host = f"[{host}]"
-        parsed_host, port = _parse_host(f"{host}:{port_text}" if port_text else host, DEFAULT_PORT)
+        bracketed = f"[{host}]" if ":" in host and not host.startswith("[") else host
+        parsed_host, port = _parse_host(
+            f"{bracketed}:{port_text}" if port_text else bracketed, DEFAULT_PORT
+        )
         db = _parse_db(db_text, "REDIS_DB") if db_text else 0
     except _Problem as problem:
-        raise ConfigurationError(f"{problem} in environment ({shown})") from None
-    auth = f":{_MASK}@" if password else ""
-    return ConnectionSpec(
-        kind="standalone",
-        hosts=((parsed_host, port),),
-        db=db,
-        password=password,
-        url=f"redis://{auth}{_format_host(parsed_host, port)}/{db}",
-    )
+        message = f"{problem} in environment ({shown})"
+    else:
+        auth = f":{_MASK}@" if password else ""
+        address = f"[{parsed_host}]:{port}" if ":" in parsed_host else f"{parsed_host}:{port}"
+        return TcpSpec(
+            host=parsed_host,
+            port=port,
+            db=db,
+            password=password,
+            url=f"redis://{auth}{address}/{db}",
+        )
+    raise ConfigurationError(message)
 
 
-__all__ = [
-    "DEFAULT_URL",
-    "VALID_OPTIONS",
-    "ConnectOptions",
-    "ConnectionEvent",
-    "ConnectionSpec",
-    "mask_url",
-    "parse_url",
-    "resolve_options",
-    "resolve_spec",
-]
+__all__ = ["DEFAULT_URL", "mask_url", "parse_url", "resolve_spec"]

@@ -7,35 +7,16 @@ function in both faces: redis-py clients connect lazily, on their first command.
 exceptions: ``embedded://`` starts the bundled server before returning, and redis-py's *sync*
 ``RedisCluster`` discovers the cluster in its constructor.)
 
-Options (keyword-only; also accepted in the URL's query string, except the callables and
-credentials; keywords win):
+Options are keyword-only; all but the callables, objects and credentials may also be given
+in the URL's query string (keywords win). Each is declared once, in
+:mod:`redkit._core.options`; :func:`connect`'s docstring lists them. The callbacks
+(``on_connect``, ``on_connection_error``, ``on_close``) take a
+:class:`~redkit._core.connection_events.ConnectionEvent` and are called synchronously from the
+connection; an exception they raise is logged, not propagated. ``on_connection_error`` fires
+for every failed connection attempt and when an established connection fails.
 
-``retries`` (3)
-    retries of a command or connection attempt after a connection error or timeout.
-``backoff`` (:meth:`Backoff.default`)
-    the delay between retries: ``min(n * 50ms, 2s)`` less a little jitter by default.
-``socket_timeout`` (5.0), ``socket_connect_timeout`` (2.0)
-    seconds; ``None`` waits forever.
-``health_check_interval`` (0: off)
-    PING a connection idle longer than this before using it.
-``read_from_replicas`` (False)
-    Cluster: reads go round-robin to each shard's replicas (``LoadBalancingStrategy.
-    ROUND_ROBIN_REPLICAS``; a shard without replicas serves reads from its primary).
-    Sentinel: ``connect()`` still returns the master's client (writes must go there); call
-    :func:`replica_client` on it for a client whose connections go to the replicas. Any
-    other URL raises ConfigurationError.
-``max_redirections`` (16)
-    Cluster: MOVED/ASK redirections followed per command.
-``client_name``, ``decode_responses`` (False: redkit works on bytes), ``max_connections``
-    (per node), ``username``, ``password``, ``ssl_cert_reqs``, ``ssl_ca_certs``,
-    ``ssl_certfile``, ``ssl_keyfile``, ``ssl_check_hostname``.
-``on_connect``, ``on_error``, ``on_close``
-    callables taking a :class:`~redkit._core.urls.ConnectionEvent` (``kind``, ``host``,
-    ``port``, ``path``, ``error``, ``client_name``; ``event["host"]`` works too), called
-    synchronously from the connection; an exception they raise is logged, not propagated.
-    ``on_error`` fires for every failed connection attempt and when an established
-    connection fails (a read or write error or timeout, or the server closed it: redis-py
-    then reconnects and retries); ``on_close`` when an established connection closes.
+An authentication failure raises :class:`~redkit.errors.AuthenticationFailed` (both
+redis-py's ``AuthenticationError`` and redkit's ``ConfigurationError``) and is never retried.
 
 The ``redkit.connection`` logger records connects and closes at DEBUG and errors at WARNING.
 Connection attempts on the Sentinel's own sockets (discovery) are not reported.
@@ -43,8 +24,6 @@ Connection attempts on the Sentinel's own sockets (discovery) are not reported.
 
 from __future__ import annotations
 
-import contextlib
-import inspect
 import logging
 import weakref
 from collections.abc import Callable
@@ -53,7 +32,6 @@ from typing import Any, cast
 from redis import Redis
 from redis.cluster import ClusterNode, RedisCluster
 from redis.connection import (
-    AbstractConnection,
     Connection,
     ConnectionPool,
     SSLConnection,
@@ -66,29 +44,27 @@ from redis.sentinel import (
     SentinelManagedSSLConnection,
 )
 from redis.cluster import LoadBalancingStrategy
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from redkit._core.backoff import retry_policy
-from redkit._core.urls import (
-    ConnectionEvent,
-    ConnectionSpec,
-    ConnectOptions,
-    EventKind,
-    parse_url,
-    resolve_options,
-    resolve_spec,
+from redkit import _redis_compat as compat
+from redkit._compat import ASYNC
+from redkit._core.connection_events import ConnectionEvent, EventKind, format_host
+from redkit._core.options import ConnectOptions, options_help, resolve_options
+from redkit._core.specs import (
+    ClusterSpec,
+    EmbeddedSpec,
+    SentinelSpec,
+    TcpSpec,
+    UnixSpec,
 )
+from redkit._core.urls import parse_url, resolve_spec
 from redkit.embedded import EmbeddedServer
 from redkit.errors import ConfigurationError
+
+from redkit._redis_compat import hooked_connection_class, retry_policy
 
 __all__ = ["RedkitCluster", "SentinelMaster", "connect", "embedded_server", "replica_client"]
 
 logger = logging.getLogger("redkit.connection")
-
-_EMBEDDED_ATTR = "_redkit_embedded_server"
-_SENTINEL_ATTR = "_redkit_sentinel"
-_REPLICA_ATTR = "_redkit_replica_client"
 
 
 class _Hooks:
@@ -98,11 +74,20 @@ class _Hooks:
         self.client_name = options.client_name
         self.callbacks: dict[EventKind, Callable[[ConnectionEvent], object] | None] = {
             "connect": options.on_connect,
-            "error": options.on_error,
+            "error": options.on_connection_error,
             "close": options.on_close,
         }
 
-    def emit(self, kind: EventKind, conn: Any, error: BaseException | None = None) -> None:
+    def connected(self, conn: Any) -> None:
+        self._emit("connect", conn)
+
+    def failed(self, conn: Any, error: BaseException) -> None:
+        self._emit("error", conn, error)
+
+    def closed(self, conn: Any, error: BaseException | None) -> None:
+        self._emit("close", conn, error)
+
+    def _emit(self, kind: EventKind, conn: Any, error: BaseException | None = None) -> None:
         try:
             event = ConnectionEvent(
                 kind=kind,
@@ -128,86 +113,9 @@ class _Hooks:
             logger.exception("redkit %s callback failed", kind)
 
 
-def _report_once(hooks: _Hooks, conn: Any, error: BaseException) -> None:
-    """Emit an ``error`` event for ``error`` unless an inner layer already did."""
-    if getattr(error, "_redkit_reported", False):
-        return
-    with contextlib.suppress(AttributeError):  # an exception type without a __dict__
-        error._redkit_reported = True  # type: ignore[attr-defined]
-    hooks.emit("error", conn, error)
-
-
-def _hooked(base: type[Any], hooks: _Hooks, health_check_interval: float) -> type[Any]:
-    """A subclass of redis-py connection class ``base`` that reports to ``hooks``.
-
-    It also forces ``health_check_interval``: redis-py's sync RedisCluster drops that option
-    on its way to the node connections.
-    """
-    parent: Any = base  # redis-py's connection methods are untyped
-
-    def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
-        kwargs["health_check_interval"] = health_check_interval
-        parent.__init__(self, *args, **kwargs)
-
-    def connect_check_health(
-        self: Any, check_health: bool = True, retry_socket_connect: bool = True
-    ) -> None:
-        if self.is_connected:
-            return
-        try:
-            parent.connect_check_health(self, check_health, retry_socket_connect)
-        except Exception as exc:
-            _report_once(hooks, self, exc)
-            raise
-        hooks.emit("connect", self)
-
-    def send_packed_command(self: Any, *args: Any, **kwargs: Any) -> None:
-        try:
-            parent.send_packed_command(self, *args, **kwargs)
-        except (RedisConnectionError, RedisTimeoutError) as exc:
-            _report_once(hooks, self, exc)
-            raise
-
-    def read_response(self: Any, *args: Any, **kwargs: Any) -> Any:
-        try:
-            return parent.read_response(self, *args, **kwargs)
-        except (RedisConnectionError, RedisTimeoutError) as exc:
-            _report_once(hooks, self, exc)
-            raise
-
-    def can_read(self: Any, *args: Any, **kwargs: Any) -> bool:
-        try:
-            return bool(parent.can_read(self, *args, **kwargs))
-        except (RedisConnectionError, RedisTimeoutError) as exc:
-            _report_once(hooks, self, exc)
-            raise
-
-    def disconnect(self: Any, *args: Any, **kwargs: Any) -> None:
-        was_connected = self.is_connected
-        parent.disconnect(self, *args, **kwargs)
-        if was_connected:
-            error = kwargs.get("error")
-            if error is None:
-                error = next((a for a in args if isinstance(a, BaseException)), None)
-            if error is not None:
-                _report_once(hooks, self, error)
-            hooks.emit("close", self, error)
-
-    namespace = {
-        "__init__": __init__,
-        "connect_check_health": connect_check_health,
-        "send_packed_command": send_packed_command,
-        "read_response": read_response,
-        "can_read": can_read,
-        "disconnect": disconnect,
-        "__module__": __name__,
-    }
-    return type(f"Redkit{base.__name__}", (base,), namespace)
-
-
 def _client_kwargs(options: ConnectOptions, retry: Retry) -> dict[str, Any]:
     """Keyword arguments every data connection gets, whatever the topology."""
-    kwargs: dict[str, Any] = {
+    return {
         "username": options.username,
         "password": options.password,
         "socket_timeout": options.socket_timeout,
@@ -217,36 +125,32 @@ def _client_kwargs(options: ConnectOptions, retry: Retry) -> dict[str, Any]:
         "health_check_interval": options.health_check_interval,
         "retry": retry,
     }
-    return kwargs
 
 
 def _standalone(
-    spec: ConnectionSpec, options: ConnectOptions, retry: Retry, hooks: _Hooks
+    spec: TcpSpec | UnixSpec, options: ConnectOptions, retry: Retry, hooks: _Hooks
 ) -> Redis:
     kwargs = _client_kwargs(options, retry)
+    interval = options.health_check_interval
     pool: ConnectionPool
-    if spec.path is not None:
-        unix_class = _hooked(UnixDomainSocketConnection, hooks, options.health_check_interval)
+    if isinstance(spec, UnixSpec):
         kwargs.pop("socket_connect_timeout")
         pool = ConnectionPool(
-            connection_class=unix_class,
+            connection_class=hooked_connection_class(UnixDomainSocketConnection, hooks, interval),
             max_connections=options.max_connections,
             path=spec.path,
             db=spec.db,
             **kwargs,
         )
     else:
-        host, port = spec.hosts[0]
-        tcp_class = _hooked(
-            SSLConnection if spec.ssl else Connection, hooks, options.health_check_interval
-        )
         if spec.ssl:
             kwargs.update(options.ssl_kwargs())
+        base = SSLConnection if spec.ssl else Connection
         pool = ConnectionPool(
-            connection_class=tcp_class,
+            connection_class=hooked_connection_class(base, hooks, interval),
             max_connections=options.max_connections,
-            host=host,
-            port=port,
+            host=spec.host,
+            port=spec.port,
             db=spec.db,
             socket_keepalive=True,
             **kwargs,
@@ -254,38 +158,22 @@ def _standalone(
     return Redis.from_pool(pool)
 
 
-# redis-py's sync RedisCluster takes `url` and passes `connection_class` to the node pools
-# only on that path; its asyncio RedisCluster takes neither and hard-codes Connection, so
-# there the class is swapped in the shared connection kwargs before the first connect.
-_CLUSTER_TAKES_URL = "url" in inspect.signature(RedisCluster.__init__).parameters
-
-
-def _swap_connection_class(client: Any, connection_class: type[AbstractConnection]) -> None:
-    client.connection_kwargs["connection_class"] = connection_class
-    client.nodes_manager.connection_kwargs["connection_class"] = connection_class
-    for node in client.nodes_manager.startup_nodes.values():
-        node.connection_class = connection_class
-
-
 class RedkitCluster(RedisCluster):
     """The Cluster client :func:`connect` returns: a plain ``RedisCluster`` whose close also
     closes every node's pool (redis-py's sync client leaves them open on the path redkit uses
     to give the nodes its connection class)."""
 
+
     def close(self, *args: Any, **kwargs: Any) -> None:
         super().close(*args, **kwargs)
-        for node in self.get_nodes():  # type: ignore[no-untyped-call]
-            node_client = getattr(node, "redis_connection", None)  # sync redis-py only
-            if node_client is not None:
-                node_client.connection_pool.disconnect()
+        compat.close_node_pools(self)
 
 
 def _cluster(
-    spec: ConnectionSpec, options: ConnectOptions, retry: Retry, hooks: _Hooks
+    spec: ClusterSpec, options: ConnectOptions, retry: Retry, hooks: _Hooks
 ) -> RedisCluster:
-    connection_class = _hooked(
-        SSLConnection if spec.ssl else Connection, hooks, options.health_check_interval
-    )
+    base = SSLConnection if spec.ssl else Connection
+    connection_class = hooked_connection_class(base, hooks, options.health_check_interval)
     kwargs = _client_kwargs(options, retry)
     kwargs.pop("health_check_interval")  # set by the hooked class (sync RedisCluster drops it)
     if options.max_connections is not None:
@@ -294,21 +182,15 @@ def _cluster(
         kwargs["load_balancing_strategy"] = LoadBalancingStrategy.ROUND_ROBIN_REPLICAS
     if spec.ssl:
         kwargs.update(options.ssl_kwargs())
-    nodes = [ClusterNode(host, port) for host, port in spec.hosts]  # type: ignore[no-untyped-call]
+    nodes = [ClusterNode(host, port) for host, port in spec.nodes]  # type: ignore[no-untyped-call]
     client: RedisCluster
-    if _CLUSTER_TAKES_URL:
-        host, port = spec.hosts[0]
-        shown = f"[{host}]" if ":" in host else host
-        kwargs.update(
-            url=f"redis://{shown}:{port}",
-            startup_nodes=nodes[1:],
-            connection_class=connection_class,
-        )
-        client = RedkitCluster(**kwargs)
-    else:
-        client = RedkitCluster(startup_nodes=nodes, ssl=spec.ssl, **kwargs)
-        _swap_connection_class(client, connection_class)
-    client.RedisClusterRequestTTL = options.max_redirections
+    # The sync client passes `connection_class` to the node pools only when given a `url`.
+    host, port = spec.nodes[0]
+    url = f"redis://{format_host(host, port)}"  # TLS comes from the connection class
+    client = RedkitCluster(
+        url=url, startup_nodes=nodes[1:], connection_class=connection_class, **kwargs
+    )
+    compat.set_max_redirections(client, options.max_redirections)
     return client
 
 
@@ -321,17 +203,16 @@ class SentinelMaster(Redis):
 
     def close(self, *args: Any, **kwargs: Any) -> None:
         super().close(*args, **kwargs)
-        replica = getattr(self, _REPLICA_ATTR, None)
+        replica = compat.attached(self, "replica_client")
         if replica is not None:
             replica.close()
-        sentinel_info = getattr(self, _SENTINEL_ATTR, None)
-        if sentinel_info is not None:
-            for sentinel_client in sentinel_info[0].sentinels:
+        link = compat.attached(self, "sentinel")
+        if link is not None:
+            for sentinel_client in link[0].sentinels:
                 sentinel_client.close()
 
 
-def _sentinel(spec: ConnectionSpec, options: ConnectOptions, retry: Retry, hooks: _Hooks) -> Redis:
-    assert spec.master is not None
+def _sentinel(spec: SentinelSpec, options: ConnectOptions, retry: Retry, hooks: _Hooks) -> Redis:
     sentinel_kwargs: dict[str, Any] = {
         "socket_timeout": options.socket_timeout,
         "socket_connect_timeout": options.socket_connect_timeout,
@@ -347,40 +228,44 @@ def _sentinel(spec: ConnectionSpec, options: ConnectOptions, retry: Retry, hooks
         sentinel_kwargs.update(options.ssl_kwargs())
         kwargs.update(options.ssl_kwargs())
     kwargs.update(
-        connection_class=_hooked(base, hooks, options.health_check_interval),
+        connection_class=hooked_connection_class(base, hooks, options.health_check_interval),
         db=spec.db,
         max_connections=options.max_connections,
         socket_keepalive=True,
     )
-    sentinel = Sentinel(list(spec.hosts), sentinel_kwargs=sentinel_kwargs)  # type: ignore[no-untyped-call]
+    sentinel = Sentinel(list(spec.sentinels), sentinel_kwargs=sentinel_kwargs)  # type: ignore[no-untyped-call]
     master: SentinelMaster = sentinel.master_for(  # type: ignore[no-untyped-call]
         spec.master, redis_class=SentinelMaster, **kwargs
     )
-    setattr(master, _SENTINEL_ATTR, (sentinel, spec.master, kwargs))
+    compat.attach(master, "sentinel", (sentinel, spec.master, kwargs))
     if options.read_from_replicas:
         replica_client(master)
     return master
 
 
-def _build(spec: ConnectionSpec, options: ConnectOptions) -> Redis | RedisCluster:
-    retry = retry_policy(options.retries, options.backoff, Retry)
+def _build(
+    spec: TcpSpec | UnixSpec | ClusterSpec | SentinelSpec, options: ConnectOptions
+) -> Redis | RedisCluster:
+    retry = retry_policy(options.retries, options.backoff)
     hooks = _Hooks(options)
-    if spec.kind == "cluster":
+    if isinstance(spec, ClusterSpec):
         return _cluster(spec, options, retry, hooks)
-    if spec.kind == "sentinel":
+    if isinstance(spec, SentinelSpec):
         return _sentinel(spec, options, retry, hooks)
     return _standalone(spec, options, retry, hooks)
 
 
-def _embedded(spec: ConnectionSpec, options: ConnectOptions) -> Redis | RedisCluster:
-    server = EmbeddedServer(cluster=spec.embedded_cluster, sentinel=spec.embedded_sentinel)
+def _embedded(spec: EmbeddedSpec, options: ConnectOptions) -> Redis | RedisCluster:
+    server = EmbeddedServer(cluster=spec.cluster, sentinel=spec.sentinel)
     server.start()
     try:
-        client = _build(parse_url(server.url), options)
+        served = parse_url(server.url)
+        assert not isinstance(served, EmbeddedSpec)
+        client = _build(served, options)
     except BaseException:
         server.stop()
         raise
-    setattr(client, _EMBEDDED_ATTR, server)
+    compat.attach(client, "embedded_server", server)
     # The server lives as long as the client (and EmbeddedServer stops it at exit anyway).
     weakref.finalize(client, server.stop)
     logger.debug("started embedded server %s", server.url)
@@ -388,23 +273,32 @@ def _embedded(spec: ConnectionSpec, options: ConnectOptions) -> Redis | RedisClu
 
 
 def connect(url: str | None = None, **options: Any) -> Redis | RedisCluster:
-    """A configured redis-py client for ``url`` (see the module docstring for the options).
+    """A configured redis-py client for ``url``.
 
     ``url`` defaults to ``$REDIS_URL``, then ``$REDIS_HOST``/``$REDIS_PORT``/
     ``$REDIS_PASSWORD``/``$REDIS_DB``, then ``redis://localhost:6379/0``. A bad URL or an
-    unknown or invalid option raises :class:`~redkit.errors.ConfigurationError`.
+    unknown or invalid option raises :class:`~redkit.errors.ConfigurationError`; no message
+    ever shows a password.
 
     Returns ``Redis`` for ``redis://``, ``rediss://``, ``unix://`` and ``redis+sentinel://``
     (the master's client), ``RedisCluster`` for ``redis+cluster://``. ``embedded://`` starts
     the bundled Valkey (``?cluster=3`` for a Cluster, ``?sentinel=true`` for a Sentinel
     group), keeps it running while the client object lives, and stops it at exit; reach it
     with :func:`embedded_server`. Close the client when you are done with it.
+
+    Options (default; all but the keyword-only ones may be given in the URL's query string):
+
     """
     spec = resolve_spec(url)
     resolved = resolve_options(spec, options)
-    if spec.kind == "embedded":
+    if isinstance(spec, EmbeddedSpec):
         return _embedded(spec, resolved)
     return _build(spec, resolved)
+
+
+connect.__doc__ = (connect.__doc__ or "") + "\n".join(
+    "    " + line if line else "" for line in options_help().splitlines()
+)
 
 
 def replica_client(client: Redis | RedisCluster) -> Redis | RedisCluster:
@@ -421,18 +315,18 @@ def replica_client(client: Redis | RedisCluster) -> Redis | RedisCluster:
                 "this Cluster client reads from primaries; connect(..., read_from_replicas=True)"
             )
         return client
-    cached = getattr(client, _REPLICA_ATTR, None)
+    cached = compat.attached(client, "replica_client")
     if cached is not None:
         return cast("Redis", cached)
-    sentinel_info = getattr(client, _SENTINEL_ATTR, None)
-    if sentinel_info is None:
+    link = compat.attached(client, "sentinel")
+    if link is None:
         raise ConfigurationError(
             "replica_client() needs a client made by connect() from a redis+sentinel:// "
             "or redis+cluster:// URL"
         )
-    sentinel, master_name, kwargs = sentinel_info
+    sentinel, master_name, kwargs = link
     replica: Redis = sentinel.slave_for(master_name, **kwargs)
-    setattr(client, _REPLICA_ATTR, replica)
+    compat.attach(client, "replica_client", replica)
     return replica
 
 
@@ -441,5 +335,5 @@ def embedded_server(client: Redis | RedisCluster) -> EmbeddedServer | None:
 
     ``None`` for any other client. Call ``.stop()`` on it to stop the server now.
     """
-    server = getattr(client, _EMBEDDED_ATTR, None)
+    server = compat.attached(client, "embedded_server")
     return server if isinstance(server, EmbeddedServer) else None

@@ -13,8 +13,8 @@ from redkit._async.repository import Repository
 from redkit._async.write_through import WriteThrough
 from redkit._core.backoff import Backoff
 from redkit._core.codecs import Codec, Serializer
+from redkit._core.connection_events import ConnectionEvent
 from redkit._core.events import CacheStats, Event, subscribe
-from redkit._core.urls import ConnectionEvent
 from redkit.embedded import EmbeddedServer
 
 __all__ = [

@@ -1,0 +1,476 @@
+"""The only module that touches redis-py's internals; each use says why redkit needs it.
+
+redkit hands users plain redis-py clients, configured. A few things it adds have no public
+hook in redis-py, so they are done here, in one place, where an upgrade of redis-py is checked:
+
+- connection events (``on_connect``, ``on_connection_error``, ``on_close``): subclasses of
+  redis-py's connection classes that override ``_connect``, ``connect_check_health``,
+  ``send_packed_command``, ``read_response``, ``can_read`` and ``disconnect``;
+- a retry policy that never retries an authentication failure, which it raises as
+  :class:`RedisAuthenticationFailed` (redkit's ``AuthenticationFailed`` as well as redis-py's
+  ``AuthenticationError``);
+- the asyncio Cluster's connection class, set through ``nodes_manager``; the sync Cluster's
+  node pools, closed through each node's ``redis_connection``; ``RedisClusterRequestTTL``;
+- state redkit keeps on the client objects it returns (the embedded server, the Sentinel);
+- what a client is: :func:`is_async_client` and :func:`decode_responses_of`, which patterns
+  use to refuse a client of the wrong face or one that decodes responses.
+
+Nothing here starts I/O. Both faces are here: the connection module picks its own with an
+``if ASYNC:`` block, so no face is probed at run time.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+from collections.abc import Awaitable, Callable
+from typing import Any, Literal, Protocol, TypeVar
+
+import redis
+import redis.asyncio
+import redis.asyncio.client
+import redis.asyncio.cluster
+import redis.client
+import redis.cluster
+from redis.asyncio.retry import Retry as AsyncRetry
+from redis.exceptions import AuthenticationError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.retry import Retry
+
+from redkit._core.backoff import BackoffPolicy
+from redkit.errors import AuthenticationFailed, ConfigurationError
+
+T = TypeVar("T")
+
+# --------------------------------------------------------------------------- authentication
+
+
+class RedisAuthenticationFailed(AuthenticationError, AuthenticationFailed):
+    """The server refused the credentials: a configuration error, never retried.
+
+    It is redis-py's ``AuthenticationError`` (code catching that keeps working) and redkit's
+    :class:`~redkit.errors.AuthenticationFailed` (a ``ConfigurationError``: a cache never
+    falls back silently on it).
+    The message names the server and the user, never the password.
+    """
+
+    @classmethod
+    def of(cls, error: BaseException, conn: Any) -> RedisAuthenticationFailed:
+        """The typed error for redis-py's ``error`` on connection ``conn``."""
+        path = getattr(conn, "path", None)
+        host, port = getattr(conn, "host", "?"), getattr(conn, "port", "?")
+        where = path if path else (f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}")
+        user = getattr(conn, "username", None) or "default"
+        if getattr(conn, "password", None) is None:
+            advice = "the server requires a password and none was given"
+        else:
+            advice = (
+                "check the password given to connect() (in the URL, password= or REDIS_PASSWORD)"
+            )
+        failure = cls(f"authentication failed on {where} as user {user!r}: {advice} ({error})")
+        failure.__cause__ = error
+        return failure
+
+
+class _NotRetried(Exception):
+    """Carries an error through redis-py's retry loop without it being retried."""
+
+    def __init__(self, error: BaseException) -> None:
+        super().__init__()
+        self.error = error
+
+
+#: The errors a retry policy retries: the connection dropped, was refused, or timed out.
+#: redis-py wraps socket errors in its own types, except around a connect attempt before
+#: redis-py 7 (the asyncio client then saw the raw OSError): the builtin ones cover that.
+RETRYABLE_ERRORS: tuple[type[Exception], ...] = (
+    RedisConnectionError,
+    RedisTimeoutError,
+    socket.timeout,
+    ConnectionError,
+)
+
+
+class _Retry(Retry):
+    # Why: AuthenticationError subclasses ConnectionError, which must be retried, so redis-py's
+    # Retry retried a wrong password `retries` times. `is_retryable` would say so, but the
+    # sync Retry takes it only from redis-py 7.0 (the asyncio one from 7.4): wrap instead.
+    def call_with_retry(self, do: Callable[[], T], fail: Any, *args: Any, **kwargs: Any) -> T:
+        def guarded() -> T:
+            try:
+                return do()
+            except AuthenticationError as exc:
+                raise _NotRetried(exc) from None
+
+        try:
+            return super().call_with_retry(guarded, fail, *args, **kwargs)
+        except _NotRetried as wrapped:
+            error = wrapped.error
+        raise error
+
+
+class _AsyncRetry(AsyncRetry):
+    # Why: as _Retry, for redis.asyncio.
+    async def call_with_retry(  # type: ignore[override]
+        self, do: Callable[[], Awaitable[T]], fail: Any, *args: Any, **kwargs: Any
+    ) -> T:
+        async def guarded() -> T:
+            try:
+                return await do()
+            except AuthenticationError as exc:
+                raise _NotRetried(exc) from None
+
+        try:
+            return await super().call_with_retry(guarded, fail, *args, **kwargs)
+        except _NotRetried as wrapped:
+            error = wrapped.error
+        raise error
+
+
+def retry_policy(retries: int, backoff: BackoffPolicy) -> Retry:
+    """A ``redis.retry.Retry``: ``retries`` retries of connection errors and timeouts."""
+    return _Retry(backoff, retries, RETRYABLE_ERRORS)  # type: ignore[arg-type]
+
+
+def async_retry_policy(retries: int, backoff: BackoffPolicy) -> AsyncRetry:
+    """The same for ``redis.asyncio``."""
+    return _AsyncRetry(backoff, retries, RETRYABLE_ERRORS)  # type: ignore[arg-type]
+
+
+# --------------------------------------------------------------------------- connection hooks
+
+
+class Reporter(Protocol):
+    """Receives one client's connection events (the connection module's ``_Hooks``)."""
+
+    def connected(self, conn: Any) -> None:
+        """A connection was established and handshaken."""
+
+    def failed(self, conn: Any, error: BaseException) -> None:
+        """A connection attempt failed, or an established connection failed."""
+
+    def closed(self, conn: Any, error: BaseException | None) -> None:
+        """An established connection was closed (``error``: why, if by an error)."""
+
+
+_REPORTED = "_redkit_reported"
+
+
+def _report_once(reporter: Reporter, conn: Any, error: BaseException) -> None:
+    """Report ``error`` unless it, or an error it wraps, was reported already.
+
+    redis-py re-raises a socket error as its own ``ConnectionError``, and several layers
+    (a connect attempt, the command, the disconnect) see the same failure.
+    """
+    chain: list[BaseException] = []
+    current: BaseException | None = error
+    while current is not None and current not in chain:
+        chain.append(current)
+        current = current.__cause__ or current.__context__
+    if any(getattr(e, _REPORTED, False) for e in chain):
+        return
+    with contextlib.suppress(AttributeError):  # an exception type without a __dict__
+        setattr(error, _REPORTED, True)  # Why: an attribute on the exception is the only mark
+    reporter.failed(conn, error)
+
+
+_IO_ERRORS = (RedisConnectionError, RedisTimeoutError)
+
+
+def _sync_connected(conn: Any) -> bool:
+    # Why: the sync connections have `is_connected` only from redis-py 6.4; `_sock` is what
+    # it reads, in every version.
+    return getattr(conn, "_sock", None) is not None
+
+
+def hooked_connection_class(
+    base: type[Any], reporter: Reporter, health_check_interval: float
+) -> type[Any]:
+    """A subclass of redis-py's sync connection class ``base`` that reports to ``reporter``.
+
+    Why the overrides: ``_connect`` is one socket attempt (retried inside
+    ``connect_check_health`` on redis-py >= 6.3, by the command's retry before that),
+    ``connect_check_health`` the whole connect and handshake (where authentication fails), and
+    the I/O methods are where an established connection fails. ``__init__`` forces
+    ``health_check_interval``, which redis-py's sync RedisCluster drops on its way to the nodes.
+    """
+    parent: Any = base  # redis-py's connection methods are untyped
+
+    def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
+        kwargs["health_check_interval"] = health_check_interval
+        parent.__init__(self, *args, **kwargs)
+
+    def _connect(self: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return parent._connect(self, *args, **kwargs)
+        except Exception as exc:
+            _report_once(reporter, self, exc)
+            raise
+
+    def connect_check_health(self: Any, *args: Any, **kwargs: Any) -> None:
+        if _sync_connected(self):
+            return
+        try:
+            parent.connect_check_health(self, *args, **kwargs)
+        except AuthenticationError as exc:
+            failure = RedisAuthenticationFailed.of(exc, self)
+        except Exception as exc:
+            _report_once(reporter, self, exc)
+            raise
+        else:
+            reporter.connected(self)
+            return
+        _report_once(reporter, self, failure)
+        raise failure
+
+    def send_packed_command(self: Any, *args: Any, **kwargs: Any) -> None:
+        try:
+            parent.send_packed_command(self, *args, **kwargs)
+        except _IO_ERRORS as exc:
+            _report_once(reporter, self, exc)
+            raise
+
+    def read_response(self: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return parent.read_response(self, *args, **kwargs)
+        except _IO_ERRORS as exc:
+            _report_once(reporter, self, exc)
+            raise
+
+    def can_read(self: Any, *args: Any, **kwargs: Any) -> bool:
+        try:
+            return bool(parent.can_read(self, *args, **kwargs))
+        except _IO_ERRORS as exc:
+            _report_once(reporter, self, exc)
+            raise
+
+    def disconnect(self: Any, *args: Any, **kwargs: Any) -> None:
+        was_connected = _sync_connected(self)
+        parent.disconnect(self, *args, **kwargs)
+        if was_connected:
+            _closed(reporter, self, args, kwargs)
+
+    return _subclass(base, locals())
+
+
+def async_hooked_connection_class(
+    base: type[Any], reporter: Reporter, health_check_interval: float
+) -> type[Any]:
+    """The same as :func:`hooked_connection_class`, for redis.asyncio's connection classes."""
+    parent: Any = base
+
+    def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
+        kwargs["health_check_interval"] = health_check_interval
+        parent.__init__(self, *args, **kwargs)
+
+    async def _connect(self: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return await parent._connect(self, *args, **kwargs)
+        except Exception as exc:
+            _report_once(reporter, self, exc)
+            raise
+
+    async def connect_check_health(self: Any, *args: Any, **kwargs: Any) -> None:
+        if self.is_connected:
+            return
+        try:
+            await parent.connect_check_health(self, *args, **kwargs)
+        except AuthenticationError as exc:
+            failure = RedisAuthenticationFailed.of(exc, self)
+        except Exception as exc:
+            _report_once(reporter, self, exc)
+            raise
+        else:
+            reporter.connected(self)
+            return
+        _report_once(reporter, self, failure)
+        raise failure
+
+    async def send_packed_command(self: Any, *args: Any, **kwargs: Any) -> None:
+        try:
+            await parent.send_packed_command(self, *args, **kwargs)
+        except _IO_ERRORS as exc:
+            _report_once(reporter, self, exc)
+            raise
+
+    async def read_response(self: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return await parent.read_response(self, *args, **kwargs)
+        except _IO_ERRORS as exc:
+            _report_once(reporter, self, exc)
+            raise
+
+    async def can_read(self: Any, *args: Any, **kwargs: Any) -> bool:
+        try:
+            return bool(await parent.can_read(self, *args, **kwargs))
+        except _IO_ERRORS as exc:
+            _report_once(reporter, self, exc)
+            raise
+
+    async def disconnect(self: Any, *args: Any, **kwargs: Any) -> None:
+        was_connected = self.is_connected
+        await parent.disconnect(self, *args, **kwargs)
+        if was_connected:
+            _closed(reporter, self, args, kwargs)
+
+    return _subclass(base, locals())
+
+
+def _closed(reporter: Reporter, conn: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+    error = kwargs.get("error")
+    if error is None:
+        error = next((a for a in args if isinstance(a, BaseException)), None)
+    if error is not None:
+        _report_once(reporter, conn, error)
+    reporter.closed(conn, error)
+
+
+_HOOKS = (
+    "__init__",
+    "_connect",
+    "connect_check_health",
+    "send_packed_command",
+    "read_response",
+    "can_read",
+    "disconnect",
+)
+
+
+def _subclass(base: type[Any], namespace: dict[str, Any]) -> type[Any]:
+    methods = {name: namespace[name] for name in _HOOKS}
+    return type(f"Redkit{base.__name__}", (base,), {**methods, "__module__": __name__})
+
+
+# --------------------------------------------------------------------------- Cluster
+
+
+def use_connection_class(cluster: Any, connection_class: type[Any]) -> None:
+    """Make an asyncio ``RedisCluster`` (not yet initialised) use ``connection_class``.
+
+    Why: its constructor takes no ``connection_class`` and hard-codes ``Connection``; the
+    node connections are made from ``nodes_manager.connection_kwargs`` and each startup
+    node's ``connection_class``, so both are set before the first command.
+    """
+    cluster.connection_kwargs["connection_class"] = connection_class
+    cluster.nodes_manager.connection_kwargs["connection_class"] = connection_class
+    for node in cluster.nodes_manager.startup_nodes.values():
+        node.connection_class = connection_class
+
+
+def set_max_redirections(cluster: Any, redirections: int) -> None:
+    """Follow at most ``redirections`` MOVED/ASK replies per command.
+
+    Why: redis-py reads the bound from the ``RedisClusterRequestTTL`` attribute; only the
+    sync constructor has no parameter for it in every supported version.
+    """
+    cluster.RedisClusterRequestTTL = redirections
+
+
+def close_node_pools(cluster: Any) -> None:
+    """Disconnect every node's pool of a sync ``RedisCluster``.
+
+    Why: ``RedisCluster.close()`` leaves them open when the cluster was built from a URL with
+    a ``connection_class`` (how redkit gives the nodes its class); each node holds its own
+    ``Redis`` in ``redis_connection``.
+    """
+    for node in cluster.get_nodes():
+        node_client = getattr(node, "redis_connection", None)
+        if node_client is not None:
+            node_client.connection_pool.disconnect()
+
+
+# --------------------------------------------------------------------------- state on clients
+
+Attachment = Literal["embedded_server", "sentinel", "replica_client"]
+
+
+def attach(client: Any, name: Attachment, value: object) -> None:
+    """Keep ``value`` on ``client`` (made by ``connect()``) for as long as the client lives.
+
+    Why: the objects ``connect()`` returns are redis-py's own (or thin subclasses), and what
+    redkit needs later (the embedded server to stop, the Sentinel to ask for replicas) must
+    live and die with them; an attribute does that without a registry that could leak.
+    """
+    setattr(client, f"_redkit_{name}", value)
+
+
+def attached(client: Any, name: Attachment) -> Any:
+    """What :func:`attach` kept on ``client`` under ``name``, or None."""
+    return getattr(client, f"_redkit_{name}", None)
+
+
+# --------------------------------------------------------------------------- what a client is
+
+_ASYNC_CLIENTS: tuple[type[Any], ...] = (
+    redis.asyncio.Redis,  # also its Pipeline and the Sentinel's master and replica clients
+    redis.asyncio.cluster.RedisCluster,
+    redis.asyncio.cluster.ClusterPipeline,  # not a RedisCluster subclass
+)
+_SYNC_CLIENTS: tuple[type[Any], ...] = (
+    redis.Redis,  # also its Pipeline and the Sentinel's clients
+    redis.cluster.RedisCluster,  # also its ClusterPipeline
+)
+
+
+def is_async_client(client: object) -> bool | None:
+    """True for a redis.asyncio client or pipeline, False for a sync one, None otherwise."""
+    if isinstance(client, _ASYNC_CLIENTS):
+        return True
+    if isinstance(client, _SYNC_CLIENTS):
+        return False
+    return None
+
+
+def decode_responses_of(client: object) -> bool:
+    """Whether redis-py client ``client`` (any topology, either face, or a pipeline) decodes
+    replies to ``str``; ConfigurationError for something that is not a redis-py client."""
+    if is_async_client(client) is None:
+        raise ConfigurationError(
+            f"expected a redis-py client (redis.Redis, RedisCluster or their redis.asyncio "
+            f"versions), got {type(client).__name__}"
+        )
+    # Why: what counts is what the connections do, and they are made from these kwargs (a
+    # sync ClusterPipeline's own encoder does not follow decode_responses). The asyncio
+    # ClusterPipeline wraps its cluster client (`cluster_client` in redis-py 8, `_client` before).
+    target: Any = client
+    if isinstance(client, redis.asyncio.cluster.ClusterPipeline):
+        target = getattr(client, "cluster_client", None) or getattr(client, "_client", None)
+    if isinstance(target, redis.cluster.RedisCluster | redis.asyncio.cluster.RedisCluster):
+        kwargs = target.nodes_manager.connection_kwargs
+    else:
+        kwargs = target.connection_pool.connection_kwargs
+    return bool(kwargs.get("decode_responses", False))
+
+
+def pool_size(client: object) -> int:
+    """How many connections redis-py client ``client`` may open (per node on a Cluster).
+
+    Why: redkit keeps its own concurrent commands below this (a gate per client), so a burst
+    of misses waits its turn instead of exhausting the pool; redis-py has no public accessor.
+    """
+    target: Any = client
+    if isinstance(target, redis.cluster.RedisCluster | redis.asyncio.cluster.RedisCluster):
+        size = target.nodes_manager.connection_kwargs.get("max_connections")
+    else:
+        size = getattr(getattr(target, "connection_pool", None), "max_connections", None)
+    return size if isinstance(size, int) and size > 0 else 100
+
+
+__all__ = [
+    "RETRYABLE_ERRORS",
+    "RedisAuthenticationFailed",
+    "Reporter",
+    "async_hooked_connection_class",
+    "async_retry_policy",
+    "attach",
+    "attached",
+    "close_node_pools",
+    "decode_responses_of",
+    "hooked_connection_class",
+    "is_async_client",
+    "pool_size",
+    "retry_policy",
+    "set_max_redirections",
+    "use_connection_class",
+]
