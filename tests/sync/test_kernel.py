@@ -173,3 +173,14 @@ def test_close_stops_background_work_and_the_cache_is_a_context_manager(
     with CacheAside(client, "life") as cache:
         assert cache.get_or_fetch("k", lambda: 1) == 1
     assert cache.store.background.running == 0
+
+
+def test_the_gate_follows_the_pool_and_is_capped(redis_url: str) -> None:
+    small = connect(redis_url, max_connections=8)
+    huge = connect(redis_url, max_connections=2**31)  # redis-py before 8 defaults to this
+    try:
+        assert CacheAside(small, "gate").store.gate.limit == 6
+        assert CacheAside(huge, "gate").store.gate.limit == 1024
+    finally:
+        small.close()
+        huge.close()

@@ -59,8 +59,10 @@ else:
 
 T = TypeVar("T")
 
-#: Share of a client's connection pool that redkit's commands may hold at once.
+#: Share of a client's connection pool that redkit's commands may hold at once, and a cap
+#: for pools that are unbounded in practice (redis-py before 8 defaults to 2**31).
 _POOL_SHARE = 0.75
+_MAX_GATE = 1024
 _GATES: weakref.WeakKeyDictionary[Any, Gate] = weakref.WeakKeyDictionary()
 _SCAN_COUNT = 1000
 _INVALIDATE = script("cache_invalidate")
@@ -91,7 +93,8 @@ def _gate_for(client: Any) -> Gate:
     """The gate shared by every redkit pattern on ``client``."""
     gate = _GATES.get(client)
     if gate is None:
-        gate = _GATES[client] = Gate(max(1, int(pool_size(client) * _POOL_SHARE)))
+        limit = min(_MAX_GATE, max(1, int(pool_size(client) * _POOL_SHARE)))
+        gate = _GATES[client] = Gate(limit)
     return gate
 
 
