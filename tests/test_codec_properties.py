@@ -346,17 +346,23 @@ def test_a_compressed_entry_decodes_only_when_it_fits(
     entry = head + zlib.compress(b'"' + b"a" * size + b'"', 9)
     fits = len(entry) <= limit and len(head) + size + 2 <= limit
     codec = Codec(max_value_size=limit)
+    got: Any = None
     tracemalloc.start()
     try:
-        if fits:
-            assert codec.decode_entry(entry) == ("a" * size, 9 if with_delta else 0)
-        else:
-            with pytest.raises(CorruptEntry, match="max_value_size"):
-                codec.decode_entry(entry)
+        try:
+            got = codec.decode_entry(entry)
+        except CorruptEntry as exc:
+            got = exc
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
-    assert peak < 3 * limit + (64 << 10), f"{peak} bytes to decode {len(entry)} ({size} inflated)"
+    if fits:
+        assert got == ("a" * size, 9 if with_delta else 0)
+    else:
+        assert isinstance(got, CorruptEntry) and "max_value_size" in str(got)
+    # Memory follows the limit, never the inflated size: orjson's parser takes about 13 bytes
+    # per input byte while it works, zlib a fixed 32 KB window and some state.
+    assert peak < 16 * limit + (256 << 10), f"{peak} bytes to decode {len(entry)} ({size} inflated)"
 
 
 @pytest.mark.parametrize("serializer", ["json", "msgpack", "raw", "pickle"])
