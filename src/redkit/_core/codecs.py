@@ -12,8 +12,9 @@ An entry is one header byte followed by the payload. The header says how to read
 bytes. Encoding refuses a larger value (``ValueTooLarge``, nothing is sent), even when it would
 compress below the limit, so that whatever is written can be read back. Decoding treats a
 stored entry above the limit, or a compressed payload that would inflate beyond it, as corrupt
-(``CorruptEntry``, a miss); decompression stops at the limit, so a hostile entry costs at most
-``max_value_size`` bytes of memory. ``max_value_size=None`` removes both bounds.
+(``CorruptEntry``, a miss); decompression stops at the limit, so a hostile entry costs memory
+in proportion to ``max_value_size`` (the parser's working set included), never to what it would
+inflate to. ``max_value_size=None`` removes both bounds.
 
 Serializers: JSON via orjson (default), msgpack, raw bytes/str, and pickle — pickle only when
 chosen by name, and never for data that another party can write to Redis (unpickling runs code).
