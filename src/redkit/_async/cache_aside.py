@@ -195,14 +195,13 @@ class CacheAside:
             self.policy.read_failed(exc, count=len(keys))
             return {}
         found: dict[KeyId, Any] = {}
-        loads = self.codec.serializer.loads
+        decode = self.codec.decode
         hits = 0
         for id, key, data in zip(ids, keys, values, strict=True):
             if data is None:
                 continue
             try:
-                # Plain entries (the common case) are decoded inline; the rest via the codec.
-                value = loads(data[1:]) if data[:1] == b"\x00" else self.codec.decode(data)
+                value = decode(data, key)
             except Exception as exc:
                 self._corrupt(key, CorruptEntry(f"entry does not decode: {exc}", key))
                 continue

@@ -116,8 +116,9 @@ def cached(
     """Decorate a function or method so its results are cached in ``cache`` for ``ttl`` seconds.
 
     The id of a call is ``key(*args, **kwargs)`` when given, else the function's qualified name
-    and a digest of its arguments, stable across processes (see
-    :func:`redkit._core.callkeys.call_key`). The wrapper exposes ``.cache``, ``.key(...)`` and
-    ``.invalidate(...)``.
+    and a digest of its type-tagged arguments, stable across processes: distinct arguments
+    (``1``, ``1.0``, ``"1"``, ``nan``, ``None``, a datetime and its ISO string) get distinct
+    ids (see :func:`redkit._core.callkeys.call_key`). The wrapper exposes ``.cache``,
+    ``.key(...)`` and ``.invalidate(...)``.
     """
     return CacheDecorator(cache, ttl, key)
