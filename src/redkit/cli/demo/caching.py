@@ -1,25 +1,17 @@
-"""``redkit demo``: a user service with and without redkit, measured side by side.
+"""Demo section: a user service with and without redkit's caches, measured side by side.
 
-1. Start the bundled Valkey (or use ``--url``) and a SQLite database of users and their orders.
-2. Run one Zipf-distributed workload twice: "profile" reads (the user row, order count, total
-   spent and 5 most recent orders: three SQL queries) with ~5% user updates, first straight
-   to the database, then with profiles in :class:`redkit.CacheAside` and users in
-   :class:`redkit.WriteThrough` (each update also invalidates the user's profile); compare
-   SQL statements and read latency, and check that updated users' cache entries equal the
-   database.
-3. Stampede: 100 concurrent misses of one key fetch once with redkit, 100 times naively.
-
-Exit code 0 when the consistency and stampede checks pass, 1 otherwise.
+A SQLite database of users and their orders; one Zipf-distributed workload of "profile" reads
+(the user row, order count, total spent and 5 most recent orders: three SQL queries) with ~5%
+user updates, run twice: straight to the database, then with profiles in
+:class:`redkit.CacheAside` and users in :class:`redkit.WriteThrough` (each update also
+invalidates the user's profile). Compares SQL statements and read latency, and checks that
+updated users' cache entries equal the database.
 """
 
 from __future__ import annotations
 
-import argparse
-import asyncio
 import itertools
-import json
 import random
-import sys
 import tempfile
 import time
 from collections import Counter
@@ -36,8 +28,10 @@ from rich.panel import Panel
 from rich.table import Table
 
 import redkit
-import redkit.asyncio
+from redkit.cli.demo._common import BAD, OK, PREFIX, Context, ms, percentile
 from redkit.integrations.sqlalchemy import SQLAlchemyRepository
+
+TITLE = "caching"
 
 ZIPF_S = 1.1
 ORDERS_PER_USER = 20
@@ -45,39 +39,13 @@ ORDERS_ZIPF_S = 0.8
 RECENT_ORDERS = 5
 UPDATE_FRACTION = 0.05
 CONSISTENCY_SAMPLE = 20
-STAMPEDE_CALLS = 100
-STAMPEDE_INSTANCES = 4
-FETCH_DELAY = 0.05
 CACHE_TTL = 600
-PREFIX = "redkit-demo"
 ORDERS_END = datetime(2025, 1, 1)
 ORDERS_SPAN_SECONDS = 2 * 365 * 24 * 3600
 
 _FIRST = ["Ada", "Grace", "Alan", "Edsger", "Barbara", "Donald", "Frances", "Ken", "Radia", "Tim"]
 _LAST = ["Lovelace", "Hopper", "Turing", "Dijkstra", "Liskov", "Knuth", "Allen", "Thompson"]
 _MISSING = object()
-_OK, _BAD = "[green]✓[/green]", "[red]✗[/red]"
-
-
-def add_parser(subparsers: Any, parent: argparse.ArgumentParser) -> None:
-    parser = subparsers.add_parser(
-        "demo",
-        parents=[parent],
-        help="a user service with and without redkit, measured side by side",
-        description="Run a Zipf workload of profile reads and user updates against SQLite "
-        "with and without redkit's caches, then a cache-stampede test.",
-    )
-    parser.add_argument("--users", type=_positive, default=10_000, help="users in the database")
-    parser.add_argument("--reads", type=_positive, default=20_000, help="reads in the workload")
-    parser.add_argument("--seed", type=int, default=7, help="random seed for data and workload")
-    parser.set_defaults(run=run)
-
-
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
-    return value
 
 
 # -- the source of truth --------------------------------------------------------------------
@@ -362,28 +330,13 @@ def run_cached(service: Service, workload: Workload) -> RunResult:
     return result
 
 
-def percentile(values: list[float], q: float) -> float:
-    """The ``q``-th percentile (nearest rank) of ``values``; 0.0 when empty."""
-    if not values:
-        return 0.0
-    ordered = sorted(values)
-    index = min(len(ordered) - 1, max(0, round(q / 100 * len(ordered)) - 1))
-    return ordered[index]
-
-
-def _ms(seconds: float) -> str:
-    return f"{seconds * 1000:.3f} ms"
-
-
 # -- sections -------------------------------------------------------------------------------
 
 
-def print_intro(console: Console, url: str, embedded: bool, db: Database, users: int) -> None:
-    where = "the bundled Valkey, started for this demo" if embedded else "your server, --url"
+def print_intro(console: Console, db: Database, users: int) -> None:
     console.print(
         Panel(
-            f"Redis/Valkey: [bold]{url}[/bold] ({where})\n"
-            f"Database:     SQLite, {users:,} users (one upsert_many) and "
+            f"Database: SQLite, {users:,} users (one upsert_many) and "
             f"{db.orders_loaded:,} orders (one executemany) loaded in {db.load_seconds:.2f} s",
             title="redkit demo: a user service",
             expand=False,
@@ -451,7 +404,7 @@ def print_latency(console: Console, baseline: RunResult, cached: RunResult) -> N
     ]
     for label, values in rows:
         table.add_row(
-            label, f"{len(values):,}", _ms(percentile(values, 50)), _ms(percentile(values, 99))
+            label, f"{len(values):,}", ms(percentile(values, 50)), ms(percentile(values, 99))
         )
     console.print(table)
     for q in (50, 99):
@@ -490,12 +443,12 @@ def check_consistency(
         ok = user_ok and profile_ok
         good += ok
         score = str(row["score"] if row else None)
-        table.add_row(str(id), score, user_shown, profile_shown, _OK if ok else _BAD)
+        table.add_row(str(id), score, user_shown, profile_shown, OK if ok else BAD)
     console.print(table)
     passed = good == len(ids)
     console.print(
         f"consistency: {good}/{len(ids)} updated users' cache entries (user and profile) "
-        f"equal the database {_OK if passed else _BAD}"
+        f"equal the database {OK if passed else BAD}"
     )
     return passed
 
@@ -519,115 +472,6 @@ def _check_profile(service: Service, id: int) -> tuple[bool, str]:
     return served == fresh, f"{score} ({how})"
 
 
-# -- stampede -------------------------------------------------------------------------------
-
-
-@dataclass
-class StampedeResult:
-    label: str
-    fetches: int
-    elapsed: float
-    correct: bool
-
-
-class _Source:
-    """A slow source of truth that counts how often it is asked."""
-
-    def __init__(self) -> None:
-        self.calls = 0
-
-    async def fetch(self) -> dict[str, Any]:
-        self.calls += 1
-        await asyncio.sleep(FETCH_DELAY)
-        return {"id": 1, "name": "Ada Lovelace", "score": 0}
-
-
-async def _naive_stampede(client: Any) -> StampedeResult:
-    """GET, on a miss fetch and SET: every concurrent miss fetches."""
-    key = f"{PREFIX}:naive:{{1}}"
-    source = _Source()
-    await client.delete(key)
-
-    async def naive_get() -> Any:
-        data = await client.get(key)
-        if data is not None:
-            return json.loads(data)
-        value = await source.fetch()
-        await client.set(key, json.dumps(value), ex=60)
-        return value
-
-    started = time.perf_counter()
-    values = await asyncio.gather(*(naive_get() for _ in range(STAMPEDE_CALLS)))
-    elapsed = time.perf_counter() - started
-    await client.delete(key)
-    correct = all(v == values[0] for v in values)
-    return StampedeResult("naive GET / fetch / SET", source.calls, elapsed, correct)
-
-
-async def _redkit_stampede(client: Any, instances: int) -> StampedeResult:
-    """get_or_fetch from ``instances`` caches (as separate processes would have) at once."""
-    caches = [redkit.asyncio.CacheAside(client, f"{PREFIX}:stampede") for _ in range(instances)]
-    source = _Source()
-    await caches[0].invalidate(1)
-    started = time.perf_counter()
-    values = await asyncio.gather(
-        *(caches[i % instances].get_or_fetch(1, source.fetch) for i in range(STAMPEDE_CALLS))
-    )
-    elapsed = time.perf_counter() - started
-    await caches[0].invalidate(1)
-    correct = all(v == values[0] and v is not None for v in values)
-    where = "one cache" if instances == 1 else f"{instances} caches sharing only Redis"
-    return StampedeResult(f"redkit get_or_fetch, {where}", source.calls, elapsed, correct)
-
-
-async def _stampedes(url: str) -> list[StampedeResult]:
-    client = redkit.asyncio.connect(url)
-    try:
-        return [
-            await _naive_stampede(client),
-            await _redkit_stampede(client, 1),
-            await _redkit_stampede(client, STAMPEDE_INSTANCES),
-        ]
-    finally:
-        await client.aclose()
-
-
-def check_stampede(console: Console, url: str) -> bool:
-    console.rule("5. Cache stampede")
-    console.print(
-        f"{STAMPEDE_CALLS} concurrent reads of one invalidated key; "
-        f"the source takes {FETCH_DELAY * 1000:.0f} ms per fetch (async face, asyncio.gather)."
-    )
-    naive, *protected = asyncio.run(_stampedes(url))
-    table = Table(title="Fetches from the source")
-    table.add_column("strategy")
-    table.add_column("fetches", justify="right")
-    table.add_column("wall time", justify="right")
-    for result in (naive, *protected):
-        table.add_row(result.label, str(result.fetches), _ms(result.elapsed))
-    console.print(table)
-    passed = all(r.fetches == 1 and r.correct for r in protected)
-    mark = "[green]✓[/green]" if passed else "[red]✗[/red]"
-    console.print(
-        f"fetches: {protected[0].fetches} for {STAMPEDE_CALLS} concurrent misses {mark} "
-        f"(naive: {naive.fetches})"
-    )
-    return passed
-
-
-# -- main -----------------------------------------------------------------------------------
-
-
-@contextmanager
-def redis_url(url: str | None) -> Iterator[str]:
-    """``url``, or the URL of a bundled Valkey started for the demo and stopped after it."""
-    if url:
-        yield url
-        return
-    with redkit.EmbeddedServer() as server:
-        yield server.url
-
-
 def open_service(stack: ExitStack, url: str, db: Database) -> Service:
     """The caches on ``url``, emptied of earlier runs' entries now and of this run's on exit."""
     client = redkit.connect(url)
@@ -640,34 +484,20 @@ def open_service(stack: ExitStack, url: str, db: Database) -> Service:
     return Service(db, profiles, users)
 
 
-def run(args: argparse.Namespace) -> int:
-    console = Console(file=sys.stdout, width=100)
-    rng = random.Random(args.seed)
-    given_url = getattr(args, "url", None)
-    with ExitStack() as stack:
-        url = stack.enter_context(redis_url(given_url))
-        directory = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="redkit-demo-")))
-        db = create_database(directory, args.users, rng)
-        stack.callback(db.engine.dispose)
-        print_intro(console, url, not given_url, db, args.users)
-        service = open_service(stack, url, db)
-
-        workload = make_workload(args.users, args.reads, rng)
-        print_workload(console, workload, args.users)
-        console.print("running the workload against the database only…")
-        baseline = run_uncached(db, workload)
-        console.print("running it again through redkit.CacheAside and redkit.WriteThrough…")
-        cached = run_cached(service, workload)
-        print_queries(console, baseline, cached, service.profiles.stats.hit_rate)
-        print_latency(console, baseline, cached)
-        consistent = check_consistency(console, service, workload, rng)
-        no_stampede = check_stampede(console, url)
-
-    passed = consistent and no_stampede
-    console.print(
-        Panel(
-            "[green]all checks passed[/green]" if passed else "[red]a check failed[/red]",
-            expand=False,
-        )
-    )
-    return 0 if passed else 1
+def run(ctx: Context) -> bool:
+    """Sections 1-4; whether the consistency check passed."""
+    console, rng, args = ctx.console, ctx.rng, ctx.args
+    directory = Path(ctx.stack.enter_context(tempfile.TemporaryDirectory(prefix="redkit-demo-")))
+    db = create_database(directory, args.users, rng)
+    ctx.stack.callback(db.engine.dispose)
+    print_intro(console, db, args.users)
+    service = open_service(ctx.stack, ctx.url, db)
+    workload = make_workload(args.users, args.reads, rng)
+    print_workload(console, workload, args.users)
+    console.print("running the workload against the database only…")
+    baseline = run_uncached(db, workload)
+    console.print("running it again through redkit.CacheAside and redkit.WriteThrough…")
+    cached = run_cached(service, workload)
+    print_queries(console, baseline, cached, service.profiles.stats.hit_rate)
+    print_latency(console, baseline, cached)
+    return check_consistency(console, service, workload, rng)
