@@ -6,13 +6,14 @@ so callers never have to catch ``redis.exceptions`` types::
 
     RedkitError
     ├── ConfigurationError          bad URL, unknown option, invalid argument (also ValueError)
+    │   ├── InvalidArgument         a bad argument to a call (a negative cost, a zero limit...)
     │   ├── InvalidKey              empty id, wrong id type, bad prefix (also TypeError)
     │   └── AuthenticationFailed    Redis refused the credentials: never retried, never
     │                               silently degraded
     ├── SerializationError          a value the codec cannot encode (also TypeError)
     │   └── ValueTooLarge           encoded value above max_value_size, nothing sent
     ├── CorruptEntry                bytes in Redis that do not decode
-    ├── BackendError                Redis did not serve the request (one of the three below)
+    ├── BackendError                Redis did not serve the request (one of those below)
     │   ├── BackendUnavailable      Redis could not be reached: refused, reset, timed out,
     │   │                           cluster down (an outage: the breaker opens)
     │   ├── BackendBusy             Redis was reachable but could not serve now: connection
@@ -22,6 +23,11 @@ so callers never have to catch ``redis.exceptions`` types::
     │   │                           a script error, ...
     │   └── InvalidationPending     a write reached the source of truth but the cache entry
     │                               could not be invalidated; redkit keeps retrying
+    ├── BackpressureError           write-behind: the backlog is full; the write was not taken
+    ├── LockError                   a distributed lock could not be used as asked
+    │   ├── LockNotAcquired         not acquired before the timeout
+    │   └── LockNotOwned            released or extended by a holder that no longer owns it
+    ├── RateLimitExceeded           a rate-limited call was denied (carries retry_after)
     ├── EmbeddedServerError         the bundled valkey-server failed to start or to answer
     └── RepositoryError             the source of truth failed (database write or read)
 
@@ -40,6 +46,10 @@ class RedkitError(Exception):
 
 class ConfigurationError(RedkitError, ValueError):
     """A bad URL, an unknown option or an argument outside its allowed range."""
+
+
+class InvalidArgument(ConfigurationError):
+    """An argument to a call that can never be right (a negative cost, a zero window...)."""
 
 
 class InvalidKey(ConfigurationError, TypeError):
@@ -112,6 +122,33 @@ class InvalidationPending(BackendError):
         self.result = result
 
 
+class BackpressureError(RedkitError):
+    """Write-behind's backlog is full (the database is down or slow): the write was refused,
+    nothing was stored, and no unflushed entry was dropped to make room."""
+
+
+class LockError(RedkitError):
+    """A distributed lock could not be acquired, released or extended as asked."""
+
+
+class LockNotAcquired(LockError):
+    """The lock was not acquired before the timeout."""
+
+
+class LockNotOwned(LockError):
+    """The lock was released or extended by a holder that does not own it (any more): its
+    TTL ran out, or another holder has it. Nothing of the other holder's was touched."""
+
+
+class RateLimitExceeded(RedkitError):
+    """A rate-limited call was denied. ``retry_after`` is the seconds to wait before a retry
+    can succeed, or None when it never can (a cost above the capacity)."""
+
+    def __init__(self, message: str, *, retry_after: float | None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
 class EmbeddedServerError(RedkitError):
     """The bundled valkey-server could not be started, configured or reached."""
 
@@ -126,11 +163,17 @@ __all__ = [
     "BackendError",
     "BackendRejected",
     "BackendUnavailable",
+    "BackpressureError",
     "ConfigurationError",
     "CorruptEntry",
     "EmbeddedServerError",
+    "InvalidArgument",
     "InvalidKey",
     "InvalidationPending",
+    "LockError",
+    "LockNotAcquired",
+    "LockNotOwned",
+    "RateLimitExceeded",
     "RedkitError",
     "RepositoryError",
     "SerializationError",
