@@ -18,7 +18,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-__all__ = ["PREFIX", "make_workdir", "sweep"]
+__all__ = ["OWNER_FILE", "PREFIX", "make_workdir", "owner_alive", "owner_record", "sweep"]
 
 PREFIX = "redkit-"
 OWNER_FILE = "redkit-owner.json"
@@ -49,7 +49,8 @@ def _start_time(pid: int) -> int | None:
     return int(fields[19]) if fields and len(fields) > 19 else None
 
 
-def _owner_record() -> dict[str, object]:
+def owner_record() -> dict[str, object]:
+    """This process as an owner record: pid, start time and boot id."""
     pid = os.getpid()
     return {"pid": pid, "start_time": _start_time(pid), "boot_id": _boot_id()}
 
@@ -120,6 +121,6 @@ def make_workdir() -> Path:
     sweep()
     folder = Path(tempfile.mkdtemp(prefix=PREFIX))
     staging = folder / (OWNER_FILE + ".tmp")
-    staging.write_text(json.dumps(_owner_record()))
+    staging.write_text(json.dumps(owner_record()))
     staging.replace(folder / OWNER_FILE)
     return folder
