@@ -11,6 +11,7 @@ import redis
 
 import redkit
 from redkit.embedded import EmbeddedServer
+from redkit.embedded import server as embedded_server_module
 from redkit.errors import ConfigurationError, EmbeddedServerError
 
 _STOP_BOUND = 3.0  # seconds: stop() never waits out its 5 s SIGKILL grace for a paused node
@@ -117,3 +118,19 @@ def test_sentinels_fail_over_when_the_protected_primary_is_killed(server_kind: s
         client.set("after", "2")  # the client follows the sentinels to the new primary
         assert client.get("after") == b"2"
         client.close()
+
+
+def test_a_forked_child_does_not_stop_the_owners_servers(own_server: EmbeddedServer) -> None:
+    directory = own_server.directory
+    pid = os.fork()
+    if pid == 0:  # the child: what its atexit hook and an inherited `with` block would do
+        try:
+            embedded_server_module._stop_all_at_exit()
+            own_server.stop()
+        finally:
+            os._exit(0)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert own_server.running
+    assert directory is not None and directory.is_dir()
+    assert _client(own_server, own_server.port).ping()

@@ -4,8 +4,10 @@ Each call opens one RESP2 connection, sends a few commands and closes it. Comman
 with their name split into words (``"CLUSTER", "INFO"``), which no redis-py reply parser is
 registered for: the raw RESP2 reply comes back, the same on every redis-py version, and is
 read by :func:`fields` and :func:`pairs`.
-No retries: the caller polls. A refused or reset connection, a timeout or an error reply
-counts as "not ready yet"; :func:`last_error` remembers the latest, for the timeout message.
+
+No retries: the caller polls. In :meth:`Probe.ask` a refused or reset connection, a timeout
+or an error reply means "not ready yet", and :attr:`Probe.last_error` keeps the latest one
+for the timeout message.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ from typing import Any, TypeVar
 import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
+
+from redkit.errors import EmbeddedServerError
 
 __all__ = ["Probe", "call", "fields", "pairs"]
 
@@ -62,9 +66,15 @@ class Probe:
             return None
 
     def command(self, port: int, *args: str | int) -> Any:
-        """Run one command on a data node; errors propagate (a setup step, not a poll)."""
-        with self.client(port) as client:
-            return call(client, *args)
+        """Run one setup command on a data node; a failure is an EmbeddedServerError."""
+        try:
+            with self.client(port) as client:
+                return call(client, *args)
+        except (redis.RedisError, OSError) as exc:
+            what = " ".join(str(a) for a in args[:2])
+            raise EmbeddedServerError(
+                f"{what} on port {port} failed: {type(exc).__name__}: {exc}"
+            ) from None
 
     def is_process(self, port: int, pid: int, *, data_node: bool = True) -> bool:
         """Whether ``port`` is served by process ``pid`` (ours, not a squatter)."""

@@ -38,7 +38,15 @@ def _stop_all_at_exit() -> None:
         server.stop()
 
 
+def _forget_all_in_child() -> None:
+    """A forked child's ``atexit`` must not stop the servers of the process it forked from."""
+    global _RUNNING_LOCK
+    _RUNNING_LOCK = threading.Lock()
+    _RUNNING.clear()
+
+
 atexit.register(_stop_all_at_exit)
+os.register_at_fork(after_in_child=_forget_all_in_child)
 
 
 class EmbeddedServer:
@@ -92,6 +100,7 @@ class EmbeddedServer:
         self.sentinel_ports: list[int] = []
         self.directory: Path | None = None
         self._supervisor: Supervisor | None = None
+        self._owner = os.getpid()
         self._lock = threading.RLock()
 
     # ------------------------------------------------------------------ options
@@ -224,6 +233,7 @@ class EmbeddedServer:
             return self
 
     def _start_once(self) -> None:
+        self._owner = os.getpid()
         self.directory = make_workdir()
         self._supervisor = Supervisor(self.binary, self.directory, self._options.secrets)
         layout: Layout = build(self._options, self._supervisor, self.master_name)
@@ -233,22 +243,29 @@ class EmbeddedServer:
         """Stop every process (SIGTERM, then SIGKILL) and remove the temporary folder.
 
         A paused process is resumed so it can act on the SIGTERM. Safe to call more than
-        once, on a server that never started, and from ``atexit``.
+        once, on a server that never started, and from ``atexit``. In a child forked from
+        the owner it only forgets the processes: they are the owner's to stop.
         """
         with self._lock:
+            if os.getpid() != self._owner:
+                self._forget()
+                return
             was = repr(self) if self.running else None
             if self._supervisor is not None:
                 self._supervisor.stop_all()
-                self._supervisor = None
-            self.ports = []
-            self.sentinel_ports = []
             if self.directory is not None:
                 shutil.rmtree(self.directory, ignore_errors=True)
-                self.directory = None
-            with _RUNNING_LOCK:
-                _RUNNING.discard(self)
+            self._forget()
             if was:
                 logger.debug("stopped %s", was)
+
+    def _forget(self) -> None:
+        self._supervisor = None
+        self.directory = None
+        self.ports = []
+        self.sentinel_ports = []
+        with _RUNNING_LOCK:
+            _RUNNING.discard(self)
 
     def __enter__(self) -> EmbeddedServer:
         return self.start()
