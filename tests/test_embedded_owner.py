@@ -148,6 +148,11 @@ def _folder(parent: Path, name: str, record: object | None) -> Path:
     return folder
 
 
+def _start_time(pid: int) -> int:
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    return int(stat[stat.rfind(")") + 2 :].split()[19])
+
+
 def _dead_pid() -> int:
     """The pid of a process that has exited and been reaped."""
     proc = subprocess.Popen([sys.executable, "-c", "pass"])
@@ -176,7 +181,7 @@ def test_sweep_removes_only_folders_of_dead_owners(tmp_path: Path) -> None:
         time.sleep(0.001)
     dead = {
         "dead": {**me, "pid": _dead_pid()},
-        "zombie": {**me, "pid": zombie.pid},
+        "zombie": {**me, "pid": zombie.pid, "start_time": _start_time(zombie.pid)},
         "reused-pid": {**me, "start_time": int(me["start_time"]) + 1},  # type: ignore[call-overload]
         "other-boot": {**me, "boot_id": "not-this-boot"},
     }
@@ -191,8 +196,14 @@ def test_sweep_removes_only_folders_of_dead_owners(tmp_path: Path) -> None:
         name: _folder(tmp_path, PREFIX + name, rec) for name, rec in {**dead, **kept}.items()
     }
     foreign = _folder(tmp_path, "other-" + "dead", {**me, "pid": _dead_pid()})
+    if os.geteuid() == 0:  # only root can give a folder to another user
+        others = _folder(tmp_path, PREFIX + "another-user", {**me, "pid": _dead_pid()})
+        os.chown(others, 65534, 65534)
+        kept["another-user"] = None
+        folders["another-user"] = others
     (tmp_path / (PREFIX + "file")).write_text(json.dumps({**me, "pid": _dead_pid()}))
-    (tmp_path / (PREFIX + "link")).symlink_to(folders["dead"])
+    elsewhere = _folder(tmp_path, "elsewhere", {**me, "pid": _dead_pid()})
+    (tmp_path / (PREFIX + "link")).symlink_to(elsewhere)
     try:
         removed = sweep(tmp_path)
     finally:
@@ -206,3 +217,4 @@ def test_sweep_removes_only_folders_of_dead_owners(tmp_path: Path) -> None:
     assert foreign.is_dir()
     assert (tmp_path / (PREFIX + "file")).is_file()
     assert (tmp_path / (PREFIX + "link")).is_symlink()
+    assert elsewhere.is_dir()
