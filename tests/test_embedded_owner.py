@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -99,7 +100,10 @@ def test_servers_die_with_a_killed_owner_and_its_folders_are_swept(
     started = json.loads(line)
     pids, folders = started["pids"], [Path(f) for f in started["folders"]]
     assert len(pids) == 1 + 3 + 5
-    assert _wait_gone(pids) == [], "server processes outlived their owner"
+    survivors = _wait_gone(pids)
+    for pid in survivors:  # a red run must not leave orphans behind
+        os.kill(pid, signal.SIGKILL)
+    assert survivors == [], "server processes outlived their owner"
     for port in started["ports"]:
         with pytest.raises(redis.ConnectionError):
             redis.Redis(port=port, socket_connect_timeout=1, retry=None).ping()

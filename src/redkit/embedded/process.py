@@ -98,10 +98,10 @@ class Supervisor:
         self.processes.append(proc)
         return proc
 
-    def find(self, port: object) -> ServerProcess:
+    def find(self, port: int) -> ServerProcess:
         """The process listening on ``port``; ConfigurationError if none of ours does."""
         for proc in self.processes:
-            if proc.port == port and not isinstance(port, bool):
+            if proc.port == port:
                 return proc
         ports = ", ".join(str(p.port) for p in self.processes)
         raise ConfigurationError(f"port {port!r} is not a process of this server (ports: {ports})")

@@ -38,15 +38,7 @@ def _stop_all_at_exit() -> None:
         server.stop()
 
 
-def _forget_all_in_child() -> None:
-    """A forked child's ``atexit`` must not stop the servers of the process it forked from."""
-    global _RUNNING_LOCK
-    _RUNNING_LOCK = threading.Lock()
-    _RUNNING.clear()
-
-
 atexit.register(_stop_all_at_exit)
-os.register_at_fork(after_in_child=_forget_all_in_child)
 
 
 class EmbeddedServer:

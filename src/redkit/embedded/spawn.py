@@ -87,6 +87,7 @@ class _Spawner:
         self._thread: threading.Thread | None = None
 
     def _queue(self) -> queue.SimpleQueue[_Job]:
+        # A child forked from this process has no spawner thread: is_alive() is False there.
         with self._lock:
             if self._jobs is None or self._thread is None or not self._thread.is_alive():
                 jobs: queue.SimpleQueue[_Job] = queue.SimpleQueue()
@@ -96,12 +97,6 @@ class _Spawner:
                 thread.start()
                 self._jobs, self._thread = jobs, thread
             return self._jobs
-
-    def reset_after_fork(self) -> None:
-        """In a forked child the thread is gone (and its lock may be held): start afresh."""
-        self._lock = threading.Lock()
-        self._jobs = None
-        self._thread = None
 
     def spawn(self, args: Sequence[str], cwd: Path, output: IO[bytes]) -> subprocess.Popen[bytes]:
         if _PRCTL is None or threading.current_thread() is self._thread:
@@ -140,7 +135,6 @@ def _kill_result(future: Future[subprocess.Popen[bytes]]) -> None:
 
 
 _SPAWNER = _Spawner()
-os.register_at_fork(after_in_child=_SPAWNER.reset_after_fork)
 
 
 def spawn(args: Sequence[str], cwd: Path, output: IO[bytes]) -> subprocess.Popen[bytes]:
