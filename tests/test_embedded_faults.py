@@ -160,3 +160,19 @@ def test_a_forked_child_starts_servers_of_its_own(own_server: EmbeddedServer) ->
             os._exit(code)
     assert _exit_code(pid) == 0
     assert own_server.running
+
+
+def test_sentinels_see_the_group_up_as_soon_as_start_returns(server_kind: str) -> None:
+    with EmbeddedServer(binary=server_kind, sentinel=True) as server:
+        for port in server.sentinel_ports:
+            sentinel = redis.Redis(server.host, port, socket_timeout=5, protocol=2, retry=None)
+            try:
+                master = sentinel.sentinel_master(server.master_name)
+                replicas = sentinel.sentinel_slaves(server.master_name)
+                others = sentinel.sentinel_sentinels(server.master_name)
+            finally:
+                sentinel.close()
+            assert master["flags"] == "master", master
+            assert master["port"] == server.ports[0]
+            assert [(r["port"], r["flags"]) for r in replicas] == [(server.ports[1], "slave")]
+            assert len(others) == 2
