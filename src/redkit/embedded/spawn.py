@@ -99,7 +99,7 @@ class _Spawner:
             return self._jobs
 
     def spawn(self, args: Sequence[str], cwd: Path, output: IO[bytes]) -> subprocess.Popen[bytes]:
-        if _PRCTL is None or threading.current_thread() is self._thread:
+        if _PRCTL is None:
             return _popen(args, cwd, output)
         future: Future[subprocess.Popen[bytes]] = Future()
 
