@@ -239,3 +239,17 @@ def test_find_server_binary_takes_a_path_object(server_kind: str) -> None:
     path = find_server_binary(server_kind)
     assert find_server_binary(Path(path)) == path
     assert EmbeddedServer(binary=Path(path)).binary == path
+
+
+def test_a_start_timeout_stops_everything_it_started(server_kind: str) -> None:
+    # A Cluster primary reports ok two seconds after it starts at the earliest.
+    server = EmbeddedServer(
+        binary=server_kind, cluster=3, startup_timeout=0.5, config={"requirepass": "hunter2"}
+    )
+    with pytest.raises(EmbeddedServerError, match="cluster_state is not ok") as info:
+        server.start()
+    assert "hunter2" not in str(info.value)
+    assert not server.running
+    assert server.pids == {}
+    assert server.directory is None
+    assert repr(server) == "<EmbeddedServer cluster stopped>"

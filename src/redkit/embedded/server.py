@@ -135,7 +135,12 @@ class EmbeddedServer:
     # ------------------------------------------------------------------ state
 
     def __repr__(self) -> str:
-        state = self.masked_url if self.running else "stopped"
+        if not self.running:
+            state = "stopped"
+        elif not self.ports:
+            state = "starting"
+        else:
+            state = self.masked_url
         return f"<EmbeddedServer {self.topology} {state}>"
 
     @property
