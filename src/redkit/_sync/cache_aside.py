@@ -21,10 +21,10 @@ import math
 import random
 import secrets
 from collections.abc import Awaitable, Callable, Iterable, Mapping
-from types import TracebackType
 from typing import Any
 
 from redkit._compat import ASYNC, call_fetcher, check_fetcher, sleep
+from redkit._sync.lifecycle import Closeable
 from redkit._sync.store import Store
 from redkit._core.clock import SYSTEM_CLOCK, Clock
 from redkit._core.codecs import DEFAULT_MAX_VALUE_SIZE, NEGATIVE, Codec, Serializer, SerializerName
@@ -57,7 +57,7 @@ def _token() -> str:
     return secrets.token_hex(16)
 
 
-class CacheAside:
+class CacheAside(Closeable):
     """A cache in front of any source of truth, keyed by ``prefix[:vN]:{id}``.
 
     ``ttl``: seconds an entry lives; ``negative_ttl``: seconds a ``None`` from the fetcher is
@@ -301,17 +301,6 @@ class CacheAside:
     def close(self) -> None:
         """Stop this cache's background work (reads in flight, lock clean-ups); not the client."""
         self.store.close()
-
-    def __enter__(self) -> CacheAside:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     # -- internals -----------------------------------------------------------------------
 
