@@ -7,7 +7,7 @@ from typing import Self
 
 
 class Closeable:
-    """A pattern with ``aclose()`` (``close()`` on the sync face) works as a context manager.
+    """A pattern with ``aclose()`` works as a context manager, which calls it on exit.
 
     Subclasses implement ``aclose``: stop their background work and release what they hold
     (never the client, which belongs to the caller).

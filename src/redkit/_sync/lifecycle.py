@@ -8,7 +8,7 @@ from typing import Self
 
 
 class Closeable:
-    """A pattern with ``close()`` (``close()`` on the sync face) works as a context manager.
+    """A pattern with ``close()`` works as a context manager, which calls it on exit.
 
     Subclasses implement ``close``: stop their background work and release what they hold
     (never the client, which belongs to the caller).
