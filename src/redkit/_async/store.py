@@ -178,6 +178,24 @@ class Store:
         except REDIS_ERRORS as exc:
             raise translate(exc) from exc
 
+    async def call_many(self, commands: Sequence[Sequence[Any]]) -> list[Any]:
+        """Run several commands in one pipeline (non-transactional, any slots); their
+        results in order. An error answer to one is raised after the whole pipeline ran."""
+        if not commands:
+            return []
+        try:
+            async with self.gate:
+                pipe = self.client.pipeline(transaction=False)
+                for command in commands:
+                    pipe.execute_command(*command)
+                results: list[Any] = await pipe.execute(raise_on_error=False)
+        except REDIS_ERRORS as exc:
+            raise translate(exc) from exc
+        for result in results:
+            if isinstance(result, BaseException):
+                raise translate(result) from result
+        return results
+
     async def run(self, script: LuaScript, keys: Sequence[str], args: Sequence[Any] = ()) -> Any:
         """Run ``script`` atomically on the node owning ``keys`` (which share a slot)."""
         try:
