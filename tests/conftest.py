@@ -12,6 +12,7 @@ import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, settings
@@ -92,3 +93,14 @@ def redis_url(topology: str, request: pytest.FixtureRequest) -> str:
     server: EmbeddedServer = request.getfixturevalue(f"{topology}_server")
     flush_all(server.url)
     return server.url
+
+
+@pytest.fixture
+def admin(redis_url: str) -> Iterator[Any]:
+    """A sync client of this test's server, beside the client under test, for checks (from
+    ``wait_until`` conditions too, on either face)."""
+    import redkit
+
+    client = redkit.connect(redis_url)
+    yield client
+    client.close()
