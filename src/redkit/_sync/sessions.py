@@ -28,11 +28,12 @@ missing from the index: ``create`` writes the index entry first, and the session
 refuses to write a session that would outlive that entry's horizon (a caller paused between
 the steps); lifting goes index first; ``destroy`` deletes the session first. An index entry
 whose session is missing is trimmed only once no session can appear for it any more
-(creation is refused ``margin`` after the index write). On a single server (standalone,
+(creation is refused once a window, ``min(margin, 1 s)``, has passed since the index
+write). On a single server (standalone,
 Sentinel) ``create`` writes both in one script.
 
 Stores sharing a prefix must share their ``ttl``; the servers' clocks (of a Cluster) are
-assumed to agree within ttl/8.
+assumed to agree within the creation window.
 """
 
 from __future__ import annotations
@@ -70,6 +71,7 @@ _ID_BYTES = 32
 _DATA = "d:"
 _META = frozenset((b"u", b"c", b"a", b"h"))
 _CREATE_ATTEMPTS = 3
+_MAX_WINDOW_MS = 1000
 
 
 class _Keep:
@@ -125,6 +127,9 @@ class SessionStore:
         self.margin_ms = slack // 2
         #: from an index write to the horizon it sets (ms)
         self.span_ms = self.ttl_ms + slack
+        #: a session is written within this long (ms) of its index entry, or refused; an
+        #: entry without session is trimmed once its window has passed
+        self.window_ms = min(self.margin_ms, _MAX_WINDOW_MS)
         threadsafe = True
         self.events = Events("sessions", prefix, threadsafe=threadsafe)
         self.store = Store(
@@ -216,7 +221,16 @@ class SessionStore:
                 _INDEX_ADD, [self._index(user)], [session_id, self.span_ms, self.margin_ms]
             )
         key = f"{self.keys.namespace}{{{session_id}}}"
-        args = [horizon, self.ttl_ms, self.margin_ms, user, created, *pairs]
+        args = [
+            horizon,
+            self.ttl_ms,
+            self.margin_ms,
+            self.span_ms,
+            self.window_ms,
+            user,
+            created,
+            *pairs,
+        ]
         return int(self.store.run(_CREATE, [key], args))
 
     def get(self, session_id: str) -> Session | None:
@@ -354,9 +368,9 @@ class SessionStore:
         return now, entries
 
     def _settled(self, horizon: float, now: int) -> bool:
-        """Whether a session could still be created for an entry with this horizon: no
-        once ``now + ttl`` passes the horizon less the margin (see session_create)."""
-        return horizon < now + self.ttl_ms + self.margin_ms
+        """Whether no session can appear any more for an entry with this horizon: its
+        creation window (from its index write, ``horizon - span``) has passed."""
+        return now > horizon - self.span_ms + self.window_ms
 
     def _trim_dead(
         self,
