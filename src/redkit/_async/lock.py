@@ -10,11 +10,13 @@ that expires, or a signal taken by someone else, costs at most one poll.
 The token belongs to the lock object *and* the task (the thread on the sync face) that
 acquired it: two tasks sharing one ``Lock`` are two owners, so one can never release or
 extend the other's hold (redis-py's asyncio lock keeps the token in a thread-local, which
-every task of a thread shares). Release and extend are scripts that check the token.
+every task of a thread shares). Release and extend are scripts that check the token. A hold
+whose task has finished without releasing it (``asyncio.wait_for`` runs its awaitable in a
+task of its own before Python 3.12) passes to the next task that uses the lock.
 
 With ``auto_extend=True`` a watchdog (a task, a thread on the sync face) extends the lock
 every ``ttl/3`` while it is held. It stops at release, after ``max_extensions``, at
-``max_hold``, and when its owner has ended (a cancelled task renews nothing). When an
+``max_hold``, and when its owner task was cancelled holding it. When an
 extension finds the lock gone, or Redis has not answered for a whole ``ttl``, the lock is
 marked ``lost`` and ``on_lost(lock)`` is called.
 
@@ -103,11 +105,20 @@ def current_owner() -> Any:
         return threading.current_thread()
 
 
-def _owner_alive(owner: Any) -> bool:
+def _owner_ended(owner: Any) -> bool:
+    """Whether ``owner`` (a task or a thread) has finished."""
     if ASYNC:
-        return not owner.done()  # type: ignore[no-any-return]
+        return owner.done()  # type: ignore[no-any-return]
     else:
-        return owner.is_alive()  # type: ignore[no-any-return]
+        return not owner.is_alive()  # type: ignore[no-any-return]
+
+
+def _owner_cancelled(owner: Any) -> bool:
+    """Whether ``owner`` ended by cancellation (a thread never does)."""
+    if ASYNC:
+        return owner.cancelled()  # type: ignore[no-any-return]
+    else:
+        return False
 
 
 class LockBase:
@@ -163,10 +174,29 @@ class LockBase:
     # -- what the caller holds ------------------------------------------------------------
 
     def _hold(self) -> Hold | None:
-        return self._holds.get(current_owner())
+        owner = current_owner()
+        hold = self._holds.get(owner)
+        if hold is None and self._holds:
+            hold = self._adopt(owner)
+        return hold
+
+    def _adopt(self, owner: Any) -> Hold | None:
+        """Hand ``owner`` a hold whose owner has finished without releasing it.
+
+        ``asyncio.wait_for`` (before Python 3.12) and ``create_task`` acquire in a task of
+        their own that ends at once; the task that awaited it takes the hold over on its
+        next call. A hold whose owner still runs is never handed over.
+        """
+        for other, hold in list(self._holds.items()):
+            if _owner_ended(other):
+                del self._holds[other]
+                hold.owner = owner
+                self._holds[owner] = hold
+                return hold
+        return None
 
     def _held(self, action: str) -> Hold:
-        hold = self._holds.get(current_owner())
+        hold = self._hold()
         if hold is None:
             raise LockNotOwned(
                 f"cannot {action} {self.kind} {self.key!r}: this "
@@ -230,7 +260,7 @@ class LockBase:
         interval = self.ttl / 3
         confirmed = hold.acquired_at  # when the lock was last known to be ours
         while True:
-            if await hold.stopped.wait(interval) or not _owner_alive(hold.owner):
+            if await hold.stopped.wait(interval) or _owner_cancelled(hold.owner):
                 return
             if self.max_extensions is not None and hold.extensions >= self.max_extensions:
                 return
