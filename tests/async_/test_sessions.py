@@ -120,15 +120,17 @@ async def test_rotate_moves_the_session_and_the_old_id_stops_working(client: Any
 async def test_the_index_is_exact_after_1000_sessions_expire_unread(
     client: Any, admin: Any
 ) -> None:
-    store = SessionStore(client, ttl=2.0)
-    kept = [await store.create("grace", {"kept": i}) for i in range(10)]
+    store = SessionStore(client, ttl=3.0)
+    began = time.monotonic()
     if ASYNC:
         await run_concurrently(1000, lambda i: store.create("grace", {"i": i}))
     else:
         for i in range(1000):
             store.create("grace", {"i": i})
+    kept = [await store.create("grace", {"kept": i}) for i in range(10)]
     index = "session:user:{grace}"
-    assert await store.count("grace") == 1010
+    if time.monotonic() - began < store.ttl:  # (a very slow machine: some expired already)
+        assert await store.count("grace") == 1010
     # the 1,000 expire unread; the 10 stay alive by being read (their horizon is lifted)
     deadline = time.monotonic() + 10
     while await store.count("grace") != 10:

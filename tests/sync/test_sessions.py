@@ -121,12 +121,14 @@ def test_rotate_moves_the_session_and_the_old_id_stops_working(client: Any) -> N
 def test_the_index_is_exact_after_1000_sessions_expire_unread(
     client: Any, admin: Any
 ) -> None:
-    store = SessionStore(client, ttl=2.0)
-    kept = [store.create("grace", {"kept": i}) for i in range(10)]
+    store = SessionStore(client, ttl=3.0)
+    began = time.monotonic()
     for i in range(1000):
         store.create("grace", {"i": i})
+    kept = [store.create("grace", {"kept": i}) for i in range(10)]
     index = "session:user:{grace}"
-    assert store.count("grace") == 1010
+    if time.monotonic() - began < store.ttl:  # (a very slow machine: some expired already)
+        assert store.count("grace") == 1010
     # the 1,000 expire unread; the 10 stay alive by being read (their horizon is lifted)
     deadline = time.monotonic() + 10
     while store.count("grace") != 10:
