@@ -12,7 +12,17 @@ import redis
 
 from ._common import Comparison, Settings, settings
 
-SCENARIOS = ("sync_hit", "async_hits", "get_many", "hot_key", "event_sink", "threads")
+SCENARIOS = (
+    "sync_hit",
+    "async_hits",
+    "get_many",
+    "hot_key",
+    "event_sink",
+    "threads",
+    "locks",
+    "lock_handoff",
+    "sessions",
+)
 
 
 def _scenario(name: str) -> Callable[[Settings], Comparison]:
@@ -26,6 +36,12 @@ def _scenario(name: str) -> Callable[[Settings], Comparison]:
         from .event_sink import run
     elif name == "threads":
         from .threads import run
+    elif name == "locks":
+        from .locks import run
+    elif name == "lock_handoff":
+        from .locks import run_handoff as run
+    elif name == "sessions":
+        from .sessions import run
     else:
         from .async_hits import run_hot_key as run
     return run
@@ -108,6 +124,7 @@ def main(argv: list[str] | None = None) -> int:
             comparison = _scenario(name)(cfg)
             _print(comparison)
             failed += sum(not ok for _, _, ok in comparison.verdicts())
+            failed += getattr(comparison, "failed", 0)
     print(f"{failed} target(s) failed" if failed else "all targets met")
     return 0
 

@@ -16,7 +16,10 @@ from redkit._core.events import CacheStats, Event, subscribe
 from redkit._sync.cache_aside import CacheAside
 from redkit._sync.connection import connect, embedded_server, replica_client
 from redkit._sync.decorators import cached
+from redkit._sync.lock import Lock
+from redkit._sync.redlock import Redlock
 from redkit._sync.repository import Repository
+from redkit._sync.sessions import Session, SessionStore
 from redkit._sync.write_through import WriteThrough
 from redkit.embedded import EmbeddedServer
 
@@ -30,8 +33,12 @@ __all__ = [
     "ConnectionEvent",
     "EmbeddedServer",
     "Event",
+    "Lock",
+    "Redlock",
     "Repository",
     "Serializer",
+    "Session",
+    "SessionStore",
     "WriteThrough",
     "__version__",
     "cached",

@@ -45,6 +45,20 @@ class Event(enum.StrEnum):
     #: write-through: an invalidation that failed and is retried in the background
     INVALIDATION_PENDING = "invalidation_pending"
     INVALIDATION_RETRIED = "invalidation_retried"
+    # -- locks (Lock, Redlock) --
+    LOCK_ACQUIRED = "lock_acquired"
+    #: an acquire found the lock taken (counted once per acquire call)
+    LOCK_CONTENDED = "lock_contended"
+    LOCK_RELEASED = "lock_released"
+    LOCK_EXTENDED = "lock_extended"
+    #: the watchdog found the lock no longer held (or could not extend it in time)
+    LOCK_LOST = "lock_lost"
+    # -- sessions --
+    SESSION_CREATED = "session_created"
+    SESSION_DESTROYED = "session_destroyed"
+    SESSION_ROTATED = "session_rotated"
+    #: a session's horizon in its user index was lifted (once per ttl/8 of activity)
+    SESSION_INDEX_LIFTED = "session_index_lifted"
 
 
 class Emitted(NamedTuple):

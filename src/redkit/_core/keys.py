@@ -27,6 +27,11 @@ class Companion(enum.StrEnum):
 
     #: the fill lock (lease) of a cache entry; set/invalidate delete it to revoke fills
     LOCK = "lock"
+    # -- locks (Lock, Redlock) --
+    #: a lock's fencing counter: INCR'd by every acquire, never expires (tokens only grow)
+    FENCE = "fence"
+    #: a lock's wake-up list: a release pushes one signal, a blocked acquire BLPOPs it
+    SIGNAL = "signal"
 
 
 #: The byte suffixes of every companion, for sweeps over raw keys.

@@ -119,6 +119,11 @@ class Store:
             ReadBatcher(client, cluster=self.cluster, gate=self.gate) if batch_reads else None
         )
         self._flights: dict[str, SharedCall[Any]] = {}
+        # redis-py's asyncio Cluster client routes its first commands before it has read
+        # the slot map: concurrent first commands get MOVED, and the re-initialisation that
+        # follows disconnects connections other commands are using (they fail, and replies
+        # can go astray). The store initialises the client once, before its first command.
+        self._cold = self.cluster
         self._flights_lock = threading.Lock()
 
     # -- reads ------------------------------------------------------------------------------
@@ -161,14 +166,42 @@ class Store:
 
     def call(self, *command: Any) -> Any:
         """Run one command (``"SET", key, value, ...``) on the node owning its key."""
+        if self._cold:
+            self._warm()
         try:
             with self.gate:
                 return self.client.execute_command(*command)
         except REDIS_ERRORS as exc:
             raise translate(exc) from exc
 
+    def _warm(self) -> None:
+        """Initialise an asyncio Cluster client before the first command (see __init__)."""
+        self._cold = False
+
+    def call_many(self, commands: Sequence[Sequence[Any]]) -> list[Any]:
+        """Run several commands in one pipeline (non-transactional, any slots); their
+        results in order. An error answer to one is raised after the whole pipeline ran."""
+        if not commands:
+            return []
+        if self._cold:
+            self._warm()
+        try:
+            with self.gate:
+                pipe = self.client.pipeline(transaction=False)
+                for command in commands:
+                    pipe.execute_command(*command)
+                results: list[Any] = pipe.execute(raise_on_error=False)
+        except REDIS_ERRORS as exc:
+            raise translate(exc) from exc
+        for result in results:
+            if isinstance(result, BaseException):
+                raise translate(result) from result
+        return results
+
     def run(self, script: LuaScript, keys: Sequence[str], args: Sequence[Any] = ()) -> Any:
         """Run ``script`` atomically on the node owning ``keys`` (which share a slot)."""
+        if self._cold:
+            self._warm()
         try:
             with self.gate:
                 return self._eval(script, keys, args)
@@ -185,6 +218,8 @@ class Store:
         """
         if not calls:
             return []
+        if self._cold:
+            self._warm()
         try:
             with self.gate:
                 pipe = self.client.pipeline(transaction=False)

@@ -9,7 +9,10 @@
 from redkit._async.cache_aside import CacheAside
 from redkit._async.connection import connect, embedded_server, replica_client
 from redkit._async.decorators import cached
+from redkit._async.lock import Lock
+from redkit._async.redlock import Redlock
 from redkit._async.repository import Repository
+from redkit._async.sessions import Session, SessionStore
 from redkit._async.write_through import WriteThrough
 from redkit._core.backoff import Backoff
 from redkit._core.codecs import Codec, Serializer
@@ -25,8 +28,12 @@ __all__ = [
     "ConnectionEvent",
     "EmbeddedServer",
     "Event",
+    "Lock",
+    "Redlock",
     "Repository",
     "Serializer",
+    "Session",
+    "SessionStore",
     "WriteThrough",
     "cached",
     "connect",
