@@ -38,7 +38,7 @@ from redkit._async.store import Store
 from redkit._core.clock import SYSTEM_CLOCK, Clock
 from redkit._core.events import Event as Happened
 from redkit._core.events import Events
-from redkit._core.keys import Companion, KeyId, KeySpace, companion
+from redkit._core.keys import LOCK_ENTRY, Companion, KeyId, KeySpace, companion
 from redkit._core.ttl import non_negative, seconds_to_ms
 from redkit._scripts import script
 from redkit.errors import LockError, LockNotAcquired, LockNotOwned, RedkitError
@@ -144,7 +144,7 @@ class LockBase:
         clock: Clock,
         rng: Callable[[], float],
     ) -> None:
-        self.keys = KeySpace(prefix)
+        self.keys = KeySpace(prefix, kind=LOCK_ENTRY)
         self.key = self.keys.key(name)
         self.name = name
         self.ttl_ms = seconds_to_ms(ttl)

@@ -32,7 +32,7 @@ from redkit._acompat import ASYNC, Background, Gate, SharedCall
 from redkit._async.invalidations import PendingInvalidations
 from redkit._async.read_batcher import ReadBatcher
 from redkit._core.events import Events
-from redkit._core.keys import KeySpace, companions
+from redkit._core.keys import KeySpace
 from redkit._redis_compat import decode_responses_of, pool_size
 from redkit._scripts import LuaScript, script
 from redkit._translate import REDIS_ERRORS, translate
@@ -143,6 +143,8 @@ class Store:
         """The bytes at ``key``, None when missing."""
         if self._pending_keys and key in self._pending_keys:
             await self._settle(key)
+        if self._cold:
+            await self._warm()
         try:
             if self._reader is not None:
                 return await self._reader.get(key)
@@ -157,6 +159,8 @@ class Store:
             for key in keys:
                 if key in self._pending_keys:
                     await self._settle(key)
+        if self._cold:
+            await self._warm()
         try:
             async with self.gate:
                 if self.cluster:
@@ -188,7 +192,10 @@ class Store:
     async def _warm(self) -> None:
         """Initialise an asyncio Cluster client before the first command (see __init__)."""
         if ASYNC:
-            await self.client.initialize()
+            try:
+                await self.client.initialize()
+            except REDIS_ERRORS as exc:
+                raise translate(exc) from exc
         self._cold = False
 
     async def call_many(self, commands: Sequence[Sequence[Any]]) -> list[Any]:
@@ -308,7 +315,7 @@ class Store:
         return self.pending.add(key)
 
     async def _invalidate_now(self, key: str) -> None:
-        await self.write(_INVALIDATE, [key, *companions(key)], entries=[key])
+        await self.write(_INVALIDATE, [key, *self.keys.companions(key)], entries=[key])
 
     async def _settle(self, key: str) -> None:
         """Settle ``key``'s pending invalidation before reading it, or refuse to read it."""

@@ -30,7 +30,7 @@ from redkit._core.clock import SYSTEM_CLOCK, Clock
 from redkit._core.codecs import DEFAULT_MAX_VALUE_SIZE, NEGATIVE, Codec, Serializer, SerializerName
 from redkit._core.degradation import Degradation, OnError
 from redkit._core.events import CacheStats, Event, Events
-from redkit._core.keys import Companion, KeyId, KeySpace, companion, companions
+from redkit._core.keys import Companion, KeyId, KeySpace, companion
 from redkit._core.ttl import non_negative, seconds_to_ms
 from redkit._scripts import script
 from redkit.errors import BackendError, CorruptEntry, InvalidationPending, RedkitError
@@ -242,7 +242,9 @@ class CacheAside(Closeable):
     def invalidate(self, id: KeyId) -> bool:
         """Remove ``id``'s entry and revoke any fill in progress; whether an entry existed."""
         key = self.keys.key(id)
-        return bool(self.store.write(_INVALIDATE, [key, *companions(key)], entries=[key]))
+        return bool(
+            self.store.write(_INVALIDATE, [key, *self.keys.companions(key)], entries=[key])
+        )
 
     def invalidate_pattern(self, pattern: str) -> int:
         """Remove the entries whose id matches glob ``pattern``; how many were removed.

@@ -50,7 +50,7 @@ from redkit._compat import ASYNC
 from redkit._sync.store import Store
 from redkit._core.codecs import DEFAULT_MAX_VALUE_SIZE, NEGATIVE, Codec, Serializer, SerializerName
 from redkit._core.events import Event, Events
-from redkit._core.keys import KeyId, KeySpace, id_text
+from redkit._core.keys import NO_COMPANIONS, KeyId, KeySpace, id_text
 from redkit._core.ttl import seconds_to_ms
 from redkit._scripts import script
 from redkit.errors import BackendBusy, InvalidArgument, InvalidKey
@@ -117,8 +117,8 @@ class SessionStore:
         serializer: SerializerName | Serializer = "json",
         max_value_size: int | None = DEFAULT_MAX_VALUE_SIZE,
     ) -> None:
-        self.keys = KeySpace(prefix)
-        self.users = KeySpace(f"{prefix}:user")
+        self.keys = KeySpace(prefix, kind=NO_COMPANIONS)
+        self.users = KeySpace(f"{prefix}:user", kind=NO_COMPANIONS)
         self.codec = Codec(serializer, max_value_size=max_value_size)
         self.ttl_ms = seconds_to_ms(ttl)
         self.ttl = self.ttl_ms / 1000

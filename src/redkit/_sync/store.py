@@ -33,7 +33,7 @@ from redkit._compat import ASYNC, Background, Gate, SharedCall
 from redkit._sync.invalidations import PendingInvalidations
 from redkit._sync.read_batcher import ReadBatcher
 from redkit._core.events import Events
-from redkit._core.keys import KeySpace, companions
+from redkit._core.keys import KeySpace
 from redkit._redis_compat import decode_responses_of, pool_size
 from redkit._scripts import LuaScript, script
 from redkit._translate import REDIS_ERRORS, translate
@@ -132,6 +132,8 @@ class Store:
         """The bytes at ``key``, None when missing."""
         if self._pending_keys and key in self._pending_keys:
             self._settle(key)
+        if self._cold:
+            self._warm()
         try:
             if self._reader is not None:
                 return self._reader.get(key)
@@ -146,6 +148,8 @@ class Store:
             for key in keys:
                 if key in self._pending_keys:
                     self._settle(key)
+        if self._cold:
+            self._warm()
         try:
             with self.gate:
                 if self.cluster:
@@ -295,7 +299,7 @@ class Store:
         return self.pending.add(key)
 
     def _invalidate_now(self, key: str) -> None:
-        self.write(_INVALIDATE, [key, *companions(key)], entries=[key])
+        self.write(_INVALIDATE, [key, *self.keys.companions(key)], entries=[key])
 
     def _settle(self, key: str) -> None:
         """Settle ``key``'s pending invalidation before reading it, or refuse to read it."""
