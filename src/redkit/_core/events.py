@@ -45,6 +45,14 @@ class Event(enum.StrEnum):
     #: write-through: an invalidation that failed and is retried in the background
     INVALIDATION_PENDING = "invalidation_pending"
     INVALIDATION_RETRIED = "invalidation_retried"
+    # -- rate limiting (redkit._async.ratelimit) --
+    #: a limiter admitted / refused a hit, whichever path decided
+    ALLOWED = "allowed"
+    DENIED = "denied"
+    #: a decision made without Redis: by the in-process fallback, or by on_error allow / deny
+    FALLBACK = "fallback"
+    FAILED_OPEN = "failed_open"
+    FAILED_CLOSED = "failed_closed"
 
 
 class Emitted(NamedTuple):

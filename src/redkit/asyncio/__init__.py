@@ -9,12 +9,30 @@
 from redkit._async.cache_aside import CacheAside
 from redkit._async.connection import connect, embedded_server, replica_client
 from redkit._async.decorators import cached
+from redkit._async.ratelimit import (
+    FixedWindowLimiter,
+    GCRALimiter,
+    SlidingWindowCounterLimiter,
+    SlidingWindowLogLimiter,
+    TokenBucketLimiter,
+    rate_limited,
+)
 from redkit._async.repository import Repository
 from redkit._async.write_through import WriteThrough
 from redkit._core.backoff import Backoff
 from redkit._core.codecs import Codec, Serializer
 from redkit._core.connection_events import ConnectionEvent
 from redkit._core.events import CacheStats, Event, subscribe
+from redkit._core.ratelimit import (
+    DecidedBy,
+    LimiterStats,
+    LocalFixedWindowLimiter,
+    LocalGCRALimiter,
+    LocalSlidingWindowCounterLimiter,
+    LocalSlidingWindowLogLimiter,
+    LocalTokenBucketLimiter,
+    RateLimitResult,
+)
 from redkit.embedded import EmbeddedServer
 
 __all__ = [
@@ -23,14 +41,28 @@ __all__ = [
     "CacheStats",
     "Codec",
     "ConnectionEvent",
+    "DecidedBy",
     "EmbeddedServer",
     "Event",
+    "FixedWindowLimiter",
+    "GCRALimiter",
+    "LimiterStats",
+    "LocalFixedWindowLimiter",
+    "LocalGCRALimiter",
+    "LocalSlidingWindowCounterLimiter",
+    "LocalSlidingWindowLogLimiter",
+    "LocalTokenBucketLimiter",
+    "RateLimitResult",
     "Repository",
     "Serializer",
+    "SlidingWindowCounterLimiter",
+    "SlidingWindowLogLimiter",
+    "TokenBucketLimiter",
     "WriteThrough",
     "cached",
     "connect",
     "embedded_server",
+    "rate_limited",
     "replica_client",
     "subscribe",
 ]
