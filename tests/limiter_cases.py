@@ -169,3 +169,9 @@ CASES = [
         ],
     ),
 ]
+
+
+async def a_coroutine_function() -> int:
+    """A coroutine function the generated sync tests can hand to the sync face (which must
+    refuse it): written here because the generator turns ``async def`` in tests into ``def``."""
+    return 7

@@ -64,6 +64,8 @@ T = TypeVar("T")
 _POOL_SHARE = 0.75
 _MAX_GATE = 1024
 _GATES: weakref.WeakKeyDictionary[Any, Gate] = weakref.WeakKeyDictionary()
+#: SHA1s of the scripts loaded (SCRIPT LOAD on every primary) through each client.
+_LOADED: weakref.WeakKeyDictionary[Any, set[str]] = weakref.WeakKeyDictionary()
 _SCAN_COUNT = 1000
 _INVALIDATE = script("cache_invalidate")
 
@@ -127,6 +129,7 @@ class Store:
             ReadBatcher(client, cluster=self.cluster, gate=self.gate) if batch_reads else None
         )
         self._flights: dict[str, SharedCall[Any]] = {}
+        self._loaded = _LOADED.setdefault(client, set())
         if ASYNC:
             pass
         else:
@@ -216,6 +219,12 @@ class Store:
         return results
 
     async def _eval(self, script: LuaScript, keys: Sequence[str], args: Sequence[Any]) -> Any:
+        if script.sha not in self._loaded:
+            # Loaded on every primary before its first EVALSHA: concurrent first calls would
+            # otherwise all answer NOSCRIPT, and a burst of NOSCRIPT errors breaks redis-py's
+            # asyncio Cluster connections ("'NoneType' object has no attribute 'writelines'").
+            await self.client.script_load(script.source)
+            self._loaded.add(script.sha)
         try:
             return await self.client.evalsha(script.sha, len(keys), *keys, *args)
         except NoScriptError:
