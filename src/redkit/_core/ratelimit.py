@@ -169,6 +169,11 @@ class LocalLimiter:
         """The most that can be taken at once."""
         return self.algorithm.capacity
 
+    @property
+    def quota(self) -> tuple[int, float]:
+        """The policy as (quota, window in seconds), as the RateLimit-Policy field states it."""
+        return self.algorithm.policy
+
     def hit(self, key: KeyId, cost: int = 1) -> RateLimitResult:
         """Take ``cost`` from ``key``'s allowance if it fits."""
         return self._decide(id_text(key), check_cost(cost), True)
