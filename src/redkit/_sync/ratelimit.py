@@ -126,7 +126,7 @@ class Limiter:
         if self.policy.is_open():
             return self._without_redis(rkey, cost, True, self.policy.on_error)
         try:
-            reply = self.store.run(self._script, (rkey,), (*self._params, cost, 1))
+            reply = self.store.run_batched(self._script, (rkey,), (*self._params, cost, 1))
         except RedkitError as exc:
             return self._without_redis(rkey, cost, True, self.policy.decision_failed(exc))
         result = result_of(reply, self._limit)
@@ -140,7 +140,7 @@ class Limiter:
         if self.policy.is_open():
             return self._without_redis(rkey, cost, False, self.policy.on_error)
         try:
-            reply = self.store.run(self._script, (rkey,), (*self._params, cost, 0))
+            reply = self.store.run_batched(self._script, (rkey,), (*self._params, cost, 0))
         except RedkitError as exc:
             return self._without_redis(rkey, cost, False, self.policy.decision_failed(exc))
         return result_of(reply, self._limit)
