@@ -62,6 +62,7 @@ def run(cfg: Settings) -> Comparison:
     fixed = limiters["fixed_window"]
     fixed_keys = [fixed.keys.key(id) for id in ids]
     fixed_args = fixed._params
+    client.script_load(fixed._script.source)
 
     def raw_same_script() -> None:
         for key in fixed_keys:
@@ -85,6 +86,15 @@ def run(cfg: Settings) -> Comparison:
                 hit(item, id)
 
         contenders[f"limits {name}"] = theirs
+
+        def theirs_with_stats(
+            hit: Any = peer.hit, stats: Any = peer.get_window_stats, item: Any = items[name]
+        ) -> None:
+            for id in ids:
+                hit(item, id)
+                stats(item, id)
+
+        contenders[f"limits {name} + get_window_stats"] = theirs_with_stats
     for fn in contenders.values():  # warm-up: connections, script caches
         fn()
     raw_name = "raw redis-py EVALSHA 'return 1'"
@@ -95,6 +105,11 @@ def run(cfg: Settings) -> Comparison:
     comparison.notes.append(
         "sliding_window_log: redkit 100 per 50 ms, so entries expire as the run goes (every "
         "hit still admitted: the 1,000 ids cycle slower); limits' moving window 1e9 per hour"
+    )
+    comparison.notes.append(
+        "'+ get_window_stats': limits' hit answers allowed or not; remaining and reset take "
+        "a second call (two round trips, three commands for fixed_window), where redkit's "
+        "hit returns them with retry_after in one"
     )
     comparison.notes += memory_notes(client)
     client.close()
