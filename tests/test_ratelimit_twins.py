@@ -129,3 +129,29 @@ def test_half_a_request_per_second_admits_five_in_ten_seconds(client: Any, make:
         if twin.step(now, 1, True).allowed:
             admitted_twin.append(tick / 10)
     assert admitted_lua == admitted_twin == [0.0, 2.0, 4.0, 6.0, 8.0]
+
+
+def test_the_sliding_counter_stays_within_its_documented_error_under_concurrency(
+    client: Any,
+) -> None:
+    """A previous window that took all 100 at its very end (the worst case), then 64 clients
+    x 4 hits at once halfway through the next window: the estimate admits exactly 50, so the
+    span of one window ending now holds 150 = limit + previous * elapsed share, the bound the
+    limiter documents (and no more: the script is atomic under concurrency)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    algorithm = SlidingWindowCounter(100, 10)
+    key = "twins:{counter-bound}"
+    client.delete(key)
+    assert run_lua(client, algorithm, key, T0, 1, True).allowed  # the window starts at T0
+    assert run_lua(client, algorithm, key, T0 + 10 * S - 1, 99, True).allowed  # its very end
+    halfway = T0 + 15 * S
+
+    def one_client(_: int) -> int:
+        return sum(run_lua(client, algorithm, key, halfway, 1, True).allowed for _ in range(4))
+
+    with ThreadPoolExecutor(64) as pool:
+        admitted = sum(pool.map(one_client, range(64)))
+    assert admitted == 50
+    previous, elapsed_share = 100, 0.5
+    assert 100 + admitted <= algorithm.limit + previous * elapsed_share
