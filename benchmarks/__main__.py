@@ -22,6 +22,8 @@ SCENARIOS = (
     "locks",
     "lock_handoff",
     "sessions",
+    "ratelimit",
+    "ratelimit_async",
 )
 
 
@@ -42,6 +44,10 @@ def _scenario(name: str) -> Callable[[Settings], Comparison]:
         from .locks import run_handoff as run
     elif name == "sessions":
         from .sessions import run
+    elif name == "ratelimit":
+        from .ratelimit import run
+    elif name == "ratelimit_async":
+        from .ratelimit import run_async as run
     else:
         from .async_hits import run_hot_key as run
     return run

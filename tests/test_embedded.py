@@ -242,11 +242,12 @@ def test_find_server_binary_takes_a_path_object(server_kind: str) -> None:
 
 
 def test_a_start_timeout_stops_everything_it_started(server_kind: str) -> None:
-    # A Cluster primary reports ok two seconds after it starts at the earliest.
+    # A Cluster primary reports ok two seconds after it starts at the earliest; on a loaded
+    # machine the nodes may not even answer yet: either way the start times out.
     server = EmbeddedServer(
         binary=server_kind, cluster=3, startup_timeout=0.5, config={"requirepass": "hunter2"}
     )
-    with pytest.raises(EmbeddedServerError, match="cluster_state is not ok") as info:
+    with pytest.raises(EmbeddedServerError, match=r"not ready after 0\.5s") as info:
         server.start()
     assert "hunter2" not in str(info.value)
     assert not server.running

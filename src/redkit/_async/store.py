@@ -31,6 +31,7 @@ from redis.exceptions import NoScriptError
 from redkit._acompat import ASYNC, Background, Gate, SharedCall
 from redkit._async.invalidations import PendingInvalidations
 from redkit._async.read_batcher import ReadBatcher
+from redkit._async.script_batcher import ScriptBatcher
 from redkit._core.events import Events
 from redkit._core.keys import KeySpace
 from redkit._redis_compat import decode_responses_of, pool_size
@@ -64,6 +65,8 @@ T = TypeVar("T")
 _POOL_SHARE = 0.75
 _MAX_GATE = 1024
 _GATES: weakref.WeakKeyDictionary[Any, Gate] = weakref.WeakKeyDictionary()
+#: SHA1s of the scripts loaded (SCRIPT LOAD on every primary) through each client.
+_LOADED: weakref.WeakKeyDictionary[Any, set[str]] = weakref.WeakKeyDictionary()
 _SCAN_COUNT = 1000
 _INVALIDATE = script("cache_invalidate")
 
@@ -132,6 +135,8 @@ class Store:
         # follows disconnects connections other commands are using (they fail, and replies
         # can go astray). The store initialises the client once, before its first command.
         self._cold = self.cluster
+        self._loaded = _LOADED.setdefault(client, set())
+        self._scripts = ScriptBatcher(client, gate=self.gate, eval=self._eval, load=self._load)
         if ASYNC:
             pass
         else:
@@ -241,6 +246,8 @@ class Store:
         if self._cold:
             await self._warm()
         try:
+            for script, _, _ in calls:
+                await self._load(script)
             async with self.gate:
                 pipe = self.client.pipeline(transaction=False)
                 for script, keys, args in calls:
@@ -259,7 +266,25 @@ class Store:
                 raise translate(result) from result
         return results
 
+    async def run_batched(
+        self, script: LuaScript, keys: Sequence[str], args: Sequence[Any] = ()
+    ) -> Any:
+        """:meth:`run`, sent in one pipeline with the other calls of this event-loop turn
+        (async face; see :mod:`redkit._async.script_batcher`); the sync face sends it at once.
+        For hot paths where many callers run short scripts concurrently (rate limits)."""
+        return await self._scripts.run(script, keys, args)
+
+    async def _load(self, script: LuaScript) -> None:
+        """Load ``script`` on every primary before its first EVALSHA through this client:
+        concurrent first calls would otherwise all answer NOSCRIPT, and a burst of NOSCRIPT
+        errors breaks redis-py's asyncio Cluster connections ("'NoneType' object has no
+        attribute 'writelines'")."""
+        if script.sha not in self._loaded:
+            await self.client.script_load(script.source)
+            self._loaded.add(script.sha)
+
     async def _eval(self, script: LuaScript, keys: Sequence[str], args: Sequence[Any]) -> Any:
+        await self._load(script)
         try:
             return await self.client.evalsha(script.sha, len(keys), *keys, *args)
         except NoScriptError:
@@ -377,4 +402,5 @@ class Store:
         self.pending.stop()
         if self._reader is not None:
             await self._reader.aclose()
+        await self._scripts.aclose()
         await self.background.close()

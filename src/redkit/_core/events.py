@@ -59,6 +59,14 @@ class Event(enum.StrEnum):
     SESSION_ROTATED = "session_rotated"
     #: a session's horizon in its user index was lifted (once per ttl/8 of activity)
     SESSION_INDEX_LIFTED = "session_index_lifted"
+    # -- rate limiting (redkit._async.ratelimit) --
+    #: a limiter admitted / refused a hit, whichever path decided
+    ALLOWED = "allowed"
+    DENIED = "denied"
+    #: a decision made without Redis: by the in-process fallback, or by on_error allow / deny
+    FALLBACK = "fallback"
+    FAILED_OPEN = "failed_open"
+    FAILED_CLOSED = "failed_closed"
 
 
 class Emitted(NamedTuple):

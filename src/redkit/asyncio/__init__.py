@@ -10,6 +10,14 @@ from redkit._async.cache_aside import CacheAside
 from redkit._async.connection import connect, embedded_server, replica_client
 from redkit._async.decorators import cached
 from redkit._async.lock import Lock
+from redkit._async.ratelimit import (
+    FixedWindowLimiter,
+    GCRALimiter,
+    SlidingWindowCounterLimiter,
+    SlidingWindowLogLimiter,
+    TokenBucketLimiter,
+    rate_limited,
+)
 from redkit._async.redlock import Redlock
 from redkit._async.repository import Repository
 from redkit._async.sessions import Session, SessionStore
@@ -18,6 +26,16 @@ from redkit._core.backoff import Backoff
 from redkit._core.codecs import Codec, Serializer
 from redkit._core.connection_events import ConnectionEvent
 from redkit._core.events import CacheStats, Event, subscribe
+from redkit._core.ratelimit import (
+    DecidedBy,
+    LimiterStats,
+    LocalFixedWindowLimiter,
+    LocalGCRALimiter,
+    LocalSlidingWindowCounterLimiter,
+    LocalSlidingWindowLogLimiter,
+    LocalTokenBucketLimiter,
+    RateLimitResult,
+)
 from redkit.embedded import EmbeddedServer
 
 __all__ = [
@@ -26,18 +44,32 @@ __all__ = [
     "CacheStats",
     "Codec",
     "ConnectionEvent",
+    "DecidedBy",
     "EmbeddedServer",
     "Event",
+    "FixedWindowLimiter",
+    "GCRALimiter",
+    "LimiterStats",
+    "LocalFixedWindowLimiter",
+    "LocalGCRALimiter",
+    "LocalSlidingWindowCounterLimiter",
+    "LocalSlidingWindowLogLimiter",
+    "LocalTokenBucketLimiter",
     "Lock",
+    "RateLimitResult",
     "Redlock",
     "Repository",
     "Serializer",
     "Session",
     "SessionStore",
+    "SlidingWindowCounterLimiter",
+    "SlidingWindowLogLimiter",
+    "TokenBucketLimiter",
     "WriteThrough",
     "cached",
     "connect",
     "embedded_server",
+    "rate_limited",
     "replica_client",
     "subscribe",
 ]

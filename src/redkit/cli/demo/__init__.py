@@ -20,11 +20,11 @@ from rich.console import Console
 from rich.panel import Panel
 
 import redkit
-from redkit.cli.demo import caching, locks, sessions, stampede
+from redkit.cli.demo import caching, locks, ratelimit, sessions, stampede
 from redkit.cli.demo._common import BAD, OK, Context
 
 #: The sections, in the order they run.
-SECTIONS: tuple[ModuleType, ...] = (caching, stampede, locks, sessions)
+SECTIONS: tuple[ModuleType, ...] = (caching, stampede, locks, sessions, ratelimit)
 
 
 def add_parser(subparsers: Any, parent: argparse.ArgumentParser) -> None:
