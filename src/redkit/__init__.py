@@ -17,6 +17,7 @@ from redkit._sync.cache_aside import CacheAside
 from redkit._sync.connection import connect, embedded_server, replica_client
 from redkit._sync.decorators import cached
 from redkit._sync.repository import Repository
+from redkit._sync.write_behind import WriteBehind
 from redkit._sync.write_through import WriteThrough
 from redkit.embedded import EmbeddedServer
 
@@ -32,6 +33,7 @@ __all__ = [
     "Event",
     "Repository",
     "Serializer",
+    "WriteBehind",
     "WriteThrough",
     "__version__",
     "cached",

@@ -10,6 +10,7 @@ from redkit._async.cache_aside import CacheAside
 from redkit._async.connection import connect, embedded_server, replica_client
 from redkit._async.decorators import cached
 from redkit._async.repository import Repository
+from redkit._async.write_behind import WriteBehind
 from redkit._async.write_through import WriteThrough
 from redkit._core.backoff import Backoff
 from redkit._core.codecs import Codec, Serializer
@@ -27,6 +28,7 @@ __all__ = [
     "Event",
     "Repository",
     "Serializer",
+    "WriteBehind",
     "WriteThrough",
     "cached",
     "connect",

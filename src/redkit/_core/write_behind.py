@@ -1,0 +1,227 @@
+"""Write-behind's pure parts: the stream layout, versions, cache-entry framing, coalescing and
+the spreading of shards over flushers. No I/O.
+
+The layout of one prefix ``P`` with ``S`` shards (``S`` is fixed for a prefix: the first
+writer or flusher records it, and any other count is refused)::
+
+    P:{P:s}:stream     shard s's stream of unflushed writes (fields i = id, d = bytes)
+    P:{P:s}:dead       shard s's dead letters (i, d, v = version, e = error, a = attempts)
+    P:{P:s}:lease      the token of the flusher that owns shard s
+    P:{P:s}:e:<id>     the cache entry of an id in shard s: "<stream id>\\0<bytes>"
+    P:{P}:shards       S
+    P:{P}:flushers     the live flushers (a sorted set: token -> last heartbeat)
+
+An id goes to shard ``crc32(utf-8 id) % S``, so every write of an id lands in the same
+stream, in the order of the writes, and its cache entry shares the stream's hash tag
+(``{P:s}``): one script appends to the stream and stores the entry, on a Cluster too.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+from redkit._core.events import CacheStats, Event
+from redkit._core.keys import KeySpace
+from redkit.errors import ConfigurationError, InvalidKey
+
+#: Shards of one prefix, by default: one stream (one Cluster slot) per shard, so 16 spread a
+#: busy prefix over every primary of a small Cluster; each flusher round reads them in turn.
+DEFAULT_SHARDS = 16
+MAX_SHARDS = 1024
+#: The consumer group every flusher of a prefix reads through.
+GROUP = "redkit-flushers"
+#: Bits of a version given to the stream entry's sequence number (see :func:`version_of`).
+SEQ_BITS = 20
+_SEQ_MAX = (1 << SEQ_BITS) - 1
+
+
+class StreamLayout:
+    """The keys of one write-behind prefix spread over ``shards`` streams."""
+
+    __slots__ = ("_bases", "meta", "prefix", "registry", "shards")
+
+    def __init__(self, prefix: str, shards: int) -> None:
+        KeySpace(prefix)  # the same checks as every prefix: non-empty str, no braces
+        if isinstance(shards, bool) or not isinstance(shards, int) or not 1 <= shards <= MAX_SHARDS:
+            raise ConfigurationError(
+                f"shards must be an int from 1 to {MAX_SHARDS}, got {shards!r}"
+            )
+        self.prefix = prefix
+        self.shards = shards
+        self._bases = [f"{prefix}:{{{prefix}:{s}}}:" for s in range(shards)]
+        self.meta = f"{prefix}:{{{prefix}}}:shards"
+        self.registry = f"{prefix}:{{{prefix}}}:flushers"
+
+    def shard_of(self, text: str) -> int:
+        """The shard of the id whose text is ``text``."""
+        return zlib.crc32(text.encode()) % self.shards
+
+    def entry(self, shard: int, text: str) -> str:
+        """The cache entry of id ``text`` (in ``shard``)."""
+        return f"{self._bases[shard]}e:{text}"
+
+    def stream(self, shard: int) -> str:
+        return f"{self._bases[shard]}stream"
+
+    def dead(self, shard: int) -> str:
+        return f"{self._bases[shard]}dead"
+
+    def lease(self, shard: int) -> str:
+        return f"{self._bases[shard]}lease"
+
+
+def id_bytes_ok(text: str) -> str:
+    """``text`` if it encodes as UTF-8 (Redis keys are bytes); InvalidKey otherwise."""
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        raise InvalidKey(f"id {text!r} cannot be encoded as UTF-8") from None
+    return text
+
+
+def version_of(sid: bytes | str) -> int:
+    """The version of a write: its stream id ``ms-seq`` as one int, ``ms << 20 | seq``.
+
+    Versions of one id increase with its writes (they share a stream, whose ids increase),
+    fit a signed 64-bit column until the year 2248, and compare as the writes' order. A
+    sequence above 2**20 - 1 (a million writes to one shard in one server millisecond, which
+    only a server clock stepped back for a long time can cause) is clamped: the version then
+    stays equal for those writes instead of growing, and ties are flushed in stream order.
+    """
+    text = sid.decode() if isinstance(sid, bytes) else sid
+    ms, dash, seq = text.partition("-")
+    if not dash or not ms.isdigit() or not seq.isdigit():
+        raise ValueError(f"not a stream id: {text!r}")
+    return int(ms) << SEQ_BITS | min(int(seq), _SEQ_MAX)
+
+
+def split_entry(data: bytes) -> tuple[bytes, bytes] | None:
+    """A cache entry's (stream id, encoded entity), or None when it is not one."""
+    sid, sep, payload = data.partition(b"\0")
+    if not sep or not sid:
+        return None
+    return sid, payload
+
+
+@dataclass
+class Pending:
+    """The newest write of one id in a batch, and every stream entry of the id in it."""
+
+    id: str
+    version: bytes
+    payload: bytes
+    sids: list[bytes] = field(default_factory=list)
+    attempts: int = 0
+    error: str = ""
+
+
+@dataclass
+class Batch:
+    """Stream entries read from one shard, coalesced per id (last write wins)."""
+
+    pending: dict[str, Pending]
+    #: entries that are not writes (fields missing): dead-lettered as they are
+    malformed: list[tuple[bytes, Mapping[bytes, bytes]]]
+    entries: int
+
+
+def coalesce(entries: Iterable[tuple[bytes, Mapping[bytes, bytes]]]) -> Batch:
+    """Group stream entries (in stream order) per id; the last one of each id wins.
+
+    A replayed dead letter carries its original version (field ``v``); any other entry's
+    version is its own stream id.
+    """
+    pending: dict[str, Pending] = {}
+    malformed: list[tuple[bytes, Mapping[bytes, bytes]]] = []
+    count = 0
+    for sid, fields in entries:
+        count += 1
+        raw_id = fields.get(b"i")
+        payload = fields.get(b"d")
+        if not raw_id or payload is None:
+            malformed.append((sid, fields))
+            continue
+        try:
+            text = raw_id.decode()
+        except UnicodeDecodeError:
+            malformed.append((sid, fields))
+            continue
+        version = fields.get(b"v") or sid
+        found = pending.get(text)
+        if found is None:
+            pending[text] = Pending(text, version, payload, [sid])
+        else:
+            found.version = version
+            found.payload = payload
+            found.sids.append(sid)
+    return Batch(pending, malformed, count)
+
+
+def owner(shard: int, members: Iterable[str]) -> str | None:
+    """The member that should own ``shard`` (rendezvous hashing), None without members.
+
+    Every flusher computes the same answer from the same members; when one joins or leaves,
+    only the shards it wins or held move.
+    """
+    best: str | None = None
+    best_score = -1
+    for member in members:
+        score = zlib.crc32(f"{member}\0{shard}".encode())
+        if score > best_score or (score == best_score and best is not None and member > best):
+            best, best_score = member, score
+    return best
+
+
+class WriteBehindStats(CacheStats):
+    """A live view of a write-behind's counters: its reads (as a cache's) and its writes."""
+
+    __slots__ = ()
+
+    @property
+    def writes(self) -> int:
+        """Entities written (in Redis, cached and queued for the repository)."""
+        return self._events.count(Event.WRITE)
+
+    @property
+    def flushed(self) -> int:
+        """Entities written to the repository by this instance's flusher."""
+        return self._events.count(Event.FLUSHED)
+
+    @property
+    def batches(self) -> int:
+        """Batches upserted into the repository."""
+        return self._events.count(Event.FLUSH_BATCH)
+
+    @property
+    def coalesced(self) -> int:
+        """Stream entries not upserted because a newer write of their id was in the batch."""
+        return self._events.count(Event.COALESCED)
+
+    @property
+    def failed_batches(self) -> int:
+        """Upserts the repository refused (each is retried, split, or dead-lettered)."""
+        return self._events.count(Event.FLUSH_FAILED)
+
+    @property
+    def dead_letters(self) -> int:
+        """Entities moved to the dead-letter stream after ``max_attempts`` failures."""
+        return self._events.count(Event.DEAD_LETTER)
+
+    @property
+    def refused_writes(self) -> int:
+        """Writes refused because the backlog was full (BackpressureError)."""
+        return self._events.count(Event.BACKPRESSURE)
+
+    @property
+    def claimed(self) -> int:
+        """Pending entries of another (dead) flusher claimed by this one."""
+        return self._events.count(Event.CLAIMED)
+
+    def __repr__(self) -> str:
+        return (
+            f"WriteBehindStats(writes={self.writes}, flushed={self.flushed}, "
+            f"batches={self.batches}, dead_letters={self.dead_letters}, "
+            f"refused_writes={self.refused_writes}, hits={self.hits}, misses={self.misses})"
+        )
