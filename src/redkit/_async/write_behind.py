@@ -421,7 +421,8 @@ class WriteBehind:
         if self._layout_checked:
             return
         layout = self.layout
-        found = await self.store.call("SET", layout.meta, layout.shards, "NX", "GET")
+        await self.store.call("SET", layout.meta, layout.shards, "NX")
+        found = await self.store.call("GET", layout.meta)  # the first count recorded stays
         if found is not None and int(found) != layout.shards:
             raise ConfigurationError(
                 f"write-behind prefix {layout.prefix!r} is spread over {int(found)} shards, "

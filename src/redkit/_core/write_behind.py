@@ -7,6 +7,8 @@ writer or flusher records it, and any other count is refused)::
     P:{P:s}:stream     shard s's stream of unflushed writes (fields i = id, d = bytes)
     P:{P:s}:dead       shard s's dead letters (i, d, v = version, e = error, a = attempts)
     P:{P:s}:lease      the token of the flusher that owns shard s
+    P:{P:s}:attempts   failed attempts of shard s's entries (stream id -> count), kept
+                       in Redis so that they add up across flushers and restarts
     P:{P:s}:e:<id>     the cache entry of an id in shard s: "<stream id>\\0<bytes>"
     P:{P}:shards       S
     P:{P}:flushers     the live flushers (a sorted set: token -> last heartbeat)
@@ -70,6 +72,9 @@ class StreamLayout:
 
     def lease(self, shard: int) -> str:
         return f"{self._bases[shard]}lease"
+
+    def attempts(self, shard: int) -> str:
+        return f"{self._bases[shard]}attempts"
 
 
 def id_bytes_ok(text: str) -> str:

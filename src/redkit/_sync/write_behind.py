@@ -419,7 +419,8 @@ class WriteBehind:
         if self._layout_checked:
             return
         layout = self.layout
-        found = self.store.call("SET", layout.meta, layout.shards, "NX", "GET")
+        self.store.call("SET", layout.meta, layout.shards, "NX")
+        found = self.store.call("GET", layout.meta)  # the first count recorded stays
         if found is not None and int(found) != layout.shards:
             raise ConfigurationError(
                 f"write-behind prefix {layout.prefix!r} is spread over {int(found)} shards, "

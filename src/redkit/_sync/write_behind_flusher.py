@@ -32,8 +32,9 @@ Failures
     waits with capped exponential backoff, without limit (the backlog grows until writes get
     BackpressureError). When the database is up, the batch is split in halves until the
     entities at fault are alone; the others are written and acknowledged, and an entity that
-    fails alone ``max_attempts`` times goes to the shard's dead-letter stream with its error
-    (logged and counted, never dropped). Until then its shard waits for it (so no later write
+    fails alone ``max_attempts`` times (counted in Redis, so across flushers and restarts)
+    goes to the shard's dead-letter stream with its error (logged and counted, never
+    dropped). Until then its shard waits for it (so no later write
     of its id can pass it); other shards go on.
 
 Acknowledgement
@@ -434,7 +435,9 @@ class Flusher:
     def _step(self, shard: Shard) -> tuple[int, bool]:
         """Read (or retry) one batch of ``shard`` and write it; (written, more to do)."""
         batch = shard.held
+        claimed = False
         if batch is None:
+            claimed = shard.claiming
             entries = self._read(shard)
             if not entries:
                 return 0, False
@@ -443,7 +446,8 @@ class Flusher:
             for sid, fields in batch.malformed:
                 self._dead_malformed(shard, sid, fields)
         written = self._write(shard, batch)
-        more = shard.claiming or batch.entries >= self.batch_size
+        # After claimed entries come the new ones; after a full batch, maybe more.
+        more = claimed or batch.entries >= self.batch_size
         return written, more and shard.held is None
 
     def _read(self, shard: Shard) -> list[tuple[bytes, Mapping[bytes, bytes]]]:
@@ -522,7 +526,11 @@ class Flusher:
         sids = [sid for pending in pendings for sid in pending.sids]
         self.store.run(
             _ACK,
-            [layout.stream(index), *(layout.entry(index, p.id) for p in pendings)],
+            [
+                layout.stream(index),
+                layout.attempts(index),
+                *(layout.entry(index, p.id) for p in pendings),
+            ],
             [GROUP, self.ttl_ms, len(sids), *sids, *(p.version for p in pendings)],
         )
         for pending in pendings:
@@ -570,7 +578,9 @@ class Flusher:
         """Split refused ``items`` until the entities at fault are alone; write the rest."""
         if len(items) == 1:
             pending = items[0][0]
-            pending.attempts += 1
+            # Counted in Redis: the count survives this flusher (and a shard changing hands).
+            counts = self.layout.attempts(shard.index)
+            pending.attempts = int(self.store.call("HINCRBY", counts, pending.sids[-1], 1))
             pending.error = _describe(exc)
             logger.warning(
                 "write-behind %r: id %r refused by the repository (attempt %d of %d): %s",
@@ -599,7 +609,7 @@ class Flusher:
         layout, index = self.layout, shard.index
         self.store.run(
             _DEAD,
-            [layout.stream(index), layout.dead(index)],
+            [layout.stream(index), layout.dead(index), layout.attempts(index)],
             [
                 GROUP,
                 pending.id,

@@ -4,6 +4,7 @@
 -- to tell whether a newer write has superseded the dead letter since.
 -- KEYS[1]  the shard's stream
 -- KEYS[2]  the shard's dead-letter stream (same hash tag)
+-- KEYS[3]  the shard's failed-attempt counts (a hash: stream id -> attempts)
 -- ARGV[1]  the consumer group
 -- ARGV[2]  the entity id (text)
 -- ARGV[3]  the encoded entity
@@ -17,5 +18,6 @@ local sid = redis.call('XADD', KEYS[2], '*', 'i', ARGV[2], 'd', ARGV[3], 'v', AR
 if #ARGV >= 7 then
   redis.call('XACK', KEYS[1], ARGV[1], unpack(ARGV, 7))
   redis.call('XDEL', KEYS[1], unpack(ARGV, 7))
+  redis.call('HDEL', KEYS[3], unpack(ARGV, 7))
 end
 return sid
