@@ -12,7 +12,16 @@ import redis
 
 from ._common import Comparison, Settings, settings
 
-SCENARIOS = ("sync_hit", "async_hits", "get_many", "hot_key", "event_sink", "threads")
+SCENARIOS = (
+    "sync_hit",
+    "async_hits",
+    "get_many",
+    "hot_key",
+    "event_sink",
+    "threads",
+    "wb_write",
+    "wb_flush",
+)
 
 
 def _scenario(name: str) -> Callable[[Settings], Comparison]:
@@ -26,6 +35,10 @@ def _scenario(name: str) -> Callable[[Settings], Comparison]:
         from .event_sink import run
     elif name == "threads":
         from .threads import run
+    elif name == "wb_write":
+        from .write_behind import run_write as run
+    elif name == "wb_flush":
+        from .write_behind import run_flush as run
     else:
         from .async_hits import run_hot_key as run
     return run

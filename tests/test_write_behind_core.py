@@ -117,15 +117,17 @@ def test_coalescing_keeps_the_last_write_of_each_id_in_stream_order() -> None:
         (b"1-1", {b"i": b"b", b"d": b"b1"}),
         (b"2-0", {b"i": b"a", b"d": b"a2"}),
         (b"2-1", {b"x": b"?"}),
+        (b"2-2", {b"i": b"", b"d": b"?"}),
+        (b"2-3", {b"i": b"\xff", b"d": b"?"}),
         (b"3-0", {b"i": b"a", b"d": b"a3", b"v": b"0-9"}),
     ]
     batch = coalesce(entries)
-    assert batch.entries == 5
+    assert batch.entries == 7
     assert batch.pending["a"].payload == b"a3"
     assert batch.pending["a"].sids == [b"1-0", b"2-0", b"3-0"]
     assert batch.pending["a"].version == b"0-9", "a replayed entry keeps its version"
     assert batch.pending["b"].version == b"1-1"
-    assert [sid for sid, _ in batch.malformed] == [b"2-1"]
+    assert [sid for sid, _ in batch.malformed] == [b"2-1", b"2-2", b"2-3"]
 
 
 def test_every_shard_has_one_owner_and_few_move_when_a_member_joins() -> None:

@@ -48,7 +48,6 @@ from redkit._core.write_behind import (
     DEFAULT_SHARDS,
     StreamLayout,
     WriteBehindStats,
-    id_bytes_ok,
     split_entry,
 )
 from redkit._scripts import script
@@ -243,24 +242,24 @@ class WriteBehind:
         ConfigurationError subclass for an entity without a valid id, SerializationError for
         one the serializer cannot encode.
         """
-        if not isinstance(entity, Mapping):
-            raise InvalidArgument(f"an entity must be a mapping, got {type(entity).__name__}")
+        if type(entity) is not dict:
+            if not isinstance(entity, Mapping):
+                raise InvalidArgument(f"an entity must be a mapping, got {type(entity).__name__}")
+            entity = dict(entity)
         try:
             id = entity[self.id_field]
         except KeyError:
             raise InvalidArgument(
                 f"the entity has no id field {self.id_field!r} (keys: {sorted(map(str, entity))})"
             ) from None
-        text = id_bytes_ok(id_text(id))
-        layout = self.layout
-        shard = layout.shard_of(text)
-        entry = layout.entry(shard, text)
-        payload = self.codec.encode(entity if type(entity) is dict else dict(entity), key=entry)
+        text = id if type(id) is str and id else id_text(id)
+        stream, entry = self.layout.locate(text)
+        payload = self.codec.encode(entity, key=entry)
         if not self._layout_checked:
             await self._check_layout()
         if self._background and not self.flusher.running:
             self._start()
-        keys = [layout.stream(shard), entry]
+        keys = [stream, entry]
         args = [text, payload, self._shard_limit]
         sid = await self.store.write(_WRITE, keys, args, entries=[entry])
         if sid == 0:
@@ -292,8 +291,7 @@ class WriteBehind:
 
     async def get(self, id: KeyId) -> Entity | None:
         """The newest written value of ``id`` (from its cache entry), else the repository's."""
-        text = id_bytes_ok(id_text(id))
-        key = self.layout.entry(self.layout.shard_of(text), text)
+        _, key = self.layout.locate(id_text(id))
         if self.policy.is_open():
             return await self._from_repository(id)
         try:

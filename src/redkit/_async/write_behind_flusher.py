@@ -450,6 +450,7 @@ class Flusher:
         return written, more and shard.held is None
 
     async def _read(self, shard: Shard) -> list[tuple[bytes, Mapping[bytes, bytes]]]:
+        """The next entries of ``shard``, in stream order."""
         stream = self.layout.stream(shard.index)
         while shard.claiming:
             # The lease is ours: whatever is pending was left by an earlier owner. Claim it
@@ -471,9 +472,8 @@ class Flusher:
         )  # fmt: skip
         if not reply:
             return []
-        if isinstance(reply, dict):
-            streams = list(reply.values())
-            return list(streams[0][0]) if streams and streams[0] else []
+        if isinstance(reply, dict):  # RESP3 replies, should redis-py not normalise them
+            return list(next(iter(reply.values()))[0])
         return list(reply[0][1])
 
     async def _write(self, shard: Shard, batch: Batch) -> int:

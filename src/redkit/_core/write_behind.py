@@ -42,7 +42,7 @@ _SEQ_MAX = (1 << SEQ_BITS) - 1
 class StreamLayout:
     """The keys of one write-behind prefix spread over ``shards`` streams."""
 
-    __slots__ = ("_bases", "meta", "prefix", "registry", "shards")
+    __slots__ = ("_bases", "_streams", "meta", "prefix", "registry", "shards")
 
     def __init__(self, prefix: str, shards: int) -> None:
         KeySpace(prefix)  # the same checks as every prefix: non-empty str, no braces
@@ -53,6 +53,7 @@ class StreamLayout:
         self.prefix = prefix
         self.shards = shards
         self._bases = [f"{prefix}:{{{prefix}:{s}}}:" for s in range(shards)]
+        self._streams = [f"{base}stream" for base in self._bases]
         self.meta = f"{prefix}:{{{prefix}}}:shards"
         self.registry = f"{prefix}:{{{prefix}}}:flushers"
 
@@ -60,12 +61,20 @@ class StreamLayout:
         """The shard of the id whose text is ``text``."""
         return zlib.crc32(text.encode()) % self.shards
 
+    def locate(self, text: str) -> tuple[str, str]:
+        """The stream and the cache entry of id ``text``; InvalidKey if it is not UTF-8."""
+        try:
+            shard = zlib.crc32(text.encode()) % self.shards
+        except UnicodeEncodeError:
+            raise InvalidKey(f"id {text!r} cannot be encoded as UTF-8") from None
+        return self._streams[shard], f"{self._bases[shard]}e:{text}"
+
     def entry(self, shard: int, text: str) -> str:
         """The cache entry of id ``text`` (in ``shard``)."""
         return f"{self._bases[shard]}e:{text}"
 
     def stream(self, shard: int) -> str:
-        return f"{self._bases[shard]}stream"
+        return self._streams[shard]
 
     def dead(self, shard: int) -> str:
         return f"{self._bases[shard]}dead"
@@ -75,15 +84,6 @@ class StreamLayout:
 
     def attempts(self, shard: int) -> str:
         return f"{self._bases[shard]}attempts"
-
-
-def id_bytes_ok(text: str) -> str:
-    """``text`` if it encodes as UTF-8 (Redis keys are bytes); InvalidKey otherwise."""
-    try:
-        text.encode()
-    except UnicodeEncodeError:
-        raise InvalidKey(f"id {text!r} cannot be encoded as UTF-8") from None
-    return text
 
 
 def version_of(sid: bytes | str) -> int:
@@ -135,8 +135,8 @@ class Batch:
 def coalesce(entries: Iterable[tuple[bytes, Mapping[bytes, bytes]]]) -> Batch:
     """Group stream entries (in stream order) per id; the last one of each id wins.
 
-    A replayed dead letter carries its original version (field ``v``); any other entry's
-    version is its own stream id.
+    A write's fields are ``i`` (id) and ``d`` (bytes); a replayed dead letter also carries
+    ``v``, its original version, which any other entry takes from its own stream id.
     """
     pending: dict[str, Pending] = {}
     malformed: list[tuple[bytes, Mapping[bytes, bytes]]] = []
@@ -145,21 +145,20 @@ def coalesce(entries: Iterable[tuple[bytes, Mapping[bytes, bytes]]]) -> Batch:
         count += 1
         raw_id = fields.get(b"i")
         payload = fields.get(b"d")
-        if not raw_id or payload is None:
-            malformed.append((sid, fields))
-            continue
         try:
-            text = raw_id.decode()
+            text = raw_id.decode() if raw_id and payload is not None else ""
         except UnicodeDecodeError:
+            text = ""
+        if not text:
             malformed.append((sid, fields))
             continue
         version = fields.get(b"v") or sid
         found = pending.get(text)
         if found is None:
-            pending[text] = Pending(text, version, payload, [sid])
+            pending[text] = Pending(text, version, payload, [sid])  # type: ignore[arg-type]
         else:
             found.version = version
-            found.payload = payload
+            found.payload = payload  # type: ignore[assignment]
             found.sids.append(sid)
     return Batch(pending, malformed, count)
 

@@ -16,6 +16,9 @@ from redkit._sync.repository import Entity
 from redkit._core.keys import KeyId
 from redkit.errors import ConfigurationError, RepositoryError
 
+#: Key sets of entities already checked against the columns, remembered up to this many.
+_KNOWN_LIMIT = 1024
+
 
 @contextmanager
 def _translated(action: str) -> Iterator[None]:
@@ -60,6 +63,7 @@ class SQLAlchemyRepository:
         self.version_column = version_column
         self._id = table.c[id_column]
         self._version = None if version_column is None else table.c[version_column]
+        self._known: set[tuple[Any, ...]] = set()
 
     @classmethod
     def from_url(
@@ -236,12 +240,16 @@ class SQLAlchemyRepository:
 
     def _checked(self, entity: Mapping[str, Any]) -> dict[str, Any]:
         """``entity`` as a dict, or ConfigurationError naming its keys that are not columns."""
-        unknown = sorted(str(k) for k in entity if k not in self.table.c)
-        if unknown:
-            raise ConfigurationError(
-                f"unknown column(s) for table {self.table.name!r}: {', '.join(unknown)}"
-            )
         values = dict(entity)
+        names = tuple(values)
+        if names not in self._known:  # rows of a batch share their keys: check them once
+            unknown = sorted(str(k) for k in names if k not in self.table.c)
+            if unknown:
+                raise ConfigurationError(
+                    f"unknown column(s) for table {self.table.name!r}: {', '.join(unknown)}"
+                )
+            if len(self._known) < _KNOWN_LIMIT:
+                self._known.add(names)
         if self.id_column in values:
             values[self.id_column] = self._coerce_id(values[self.id_column])
         return values
