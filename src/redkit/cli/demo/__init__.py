@@ -20,11 +20,11 @@ from rich.console import Console
 from rich.panel import Panel
 
 import redkit
-from redkit.cli.demo import caching, stampede
+from redkit.cli.demo import caching, stampede, write_behind
 from redkit.cli.demo._common import BAD, OK, Context
 
 #: The sections, in the order they run.
-SECTIONS: tuple[ModuleType, ...] = (caching, stampede)
+SECTIONS: tuple[ModuleType, ...] = (caching, stampede, write_behind)
 
 
 def add_parser(subparsers: Any, parent: argparse.ArgumentParser) -> None:
