@@ -179,7 +179,7 @@ def test_get_falls_back_to_the_repository_without_the_version_field(
 def test_a_failing_database_acknowledges_nothing_and_the_batch_waits(
     client: Any, repo: Repo
 ) -> None:
-    wb = behind(client, repo)
+    wb = behind(client, repo, max_attempts=1)
     for id in range(5):
         wb.write({"id": id, "seq": 1})
     repo.down = True
@@ -446,3 +446,66 @@ def test_every_writer_and_flusher_of_a_prefix_uses_one_shard_count(
         other.write({"id": 1, "seq": 0})
     with pytest.raises(ConfigurationError, match="4 shards"):
         other.flush()
+
+
+def test_an_entry_that_is_not_a_write_is_dead_lettered_not_dropped(
+    client: Any, repo: Repo
+) -> None:
+    wb = behind(client, repo, shards=1)
+    wb.write({"id": 1, "seq": 0})
+    client.xadd(wb.layout.stream(0), {"foreign": "entry"})
+    wb.write({"id": 2, "seq": 0})
+    assert wb.flush() == 2
+    [(_, letter)] = client.xrange(wb.layout.dead(0))
+    assert b"not a write-behind entry" in letter[b"e"]
+    assert wb.backlog() == 0
+    wb.close()
+
+
+def test_an_undecodable_write_is_dead_lettered(client: Any, repo: Repo) -> None:
+    wb = behind(client, repo, shards=1)
+    client.xadd(wb.layout.stream(0), {"i": "5", "d": b"\x00{not json"})
+    wb.write({"id": 6, "seq": 0})
+    assert wb.flush() == 1
+    [(_, letter)] = client.xrange(wb.layout.dead(0))
+    assert letter[b"i"] == b"5" and b"CorruptEntry" in letter[b"e"]
+    wb.close()
+
+
+def test_get_serves_the_newest_write_while_an_older_one_is_flushed(
+    client: Any, repo: Repo
+) -> None:
+    wb = behind(client, repo, shards=1)
+    entry = wb.layout.entry(0, "1")
+    wb.write({"id": 1, "name": "first", "seq": 1})
+    repo.gate = True
+    flushing = start(wb.flush)
+    repo.entered.wait()  # "first" is being committed
+    wb.write({"id": 1, "name": "second", "seq": 2})
+    first_release, repo.release, repo.entered = repo.release, Event(), Event()
+    repo.gate = True
+    first_release.set()
+    repo.entered.wait()  # "first" was acknowledged; "second" is being committed
+    assert (repo.rows())[1]["name"] == "first"
+    assert client.pttl(entry) == -1, "the newer write's entry must not expire unflushed"
+    assert (wb.get(1))["name"] == "second"
+    repo.release.set()
+    assert flushing.result() == 2
+    assert (repo.rows())[1]["name"] == "second"
+    assert client.pttl(entry) > 0
+    wb.close()
+
+
+def test_closing_with_redis_down_neither_hangs_nor_raises(
+    repo: Repo, unused_tcp_port: int, caplog: pytest.LogCaptureFixture
+) -> None:
+    from redkit import connect
+
+    dead = connect(f"redis://127.0.0.1:{unused_tcp_port}/0", retries=0)
+    wb = WriteBehind(dead, "wb", repo, flusher=True, retry_backoff=FAST)
+    wb.flusher.start()
+    with caplog.at_level(logging.WARNING, logger="redkit.write_behind"):
+        pause(0.05)
+        wb.close()
+    assert any("stopped without draining" in r.getMessage() for r in caplog.records)
+    dead.close()
