@@ -317,9 +317,13 @@ class Flusher:
                 async with self._round:
                     _, more = await self._round_once("background")
                 failures = 0
-            except RedkitError as exc:
+            except Exception as exc:
+                # Nothing may end the loop: the writes would pile up unseen.
                 failures += 1
-                self._warn("cannot reach Redis (%s); retrying", exc)
+                if isinstance(exc, RedkitError):
+                    self._warn("cannot reach Redis (%s); retrying", exc)
+                else:
+                    logger.exception("write-behind %r: flush round failed", self.layout.prefix)
                 await self._stop.wait(self.backoff.compute(failures))
                 continue
             if not more and not self._stopping:
@@ -330,7 +334,7 @@ class Flusher:
         while not self._stopping:
             try:
                 await self._beat()
-            except RedkitError as exc:
+            except Exception as exc:
                 self._warn("heartbeat failed (%s); retrying", exc)
             await self._stop.wait(self.claim_after / 3)
 
