@@ -13,10 +13,12 @@ from redis.crc import key_slot
 import redkit
 import redkit.asyncio
 from redkit._core.write_behind import (
+    TOKEN_SIZE,
     StreamLayout,
     coalesce,
+    frame,
     owner,
-    split_entry,
+    unframe,
     version_of,
 )
 from redkit.errors import ConfigurationError, InvalidArgument, InvalidKey, SerializationError
@@ -105,10 +107,12 @@ def test_bad_stream_ids(bad: str) -> None:
         version_of(bad)
 
 
-def test_entries_frame_the_stream_id() -> None:
-    assert split_entry(b"1-2\0\x00{}") == (b"1-2", b"\x00{}")
-    assert split_entry(b"no version") is None
-    assert split_entry(b"\0payload") is None
+def test_writes_are_framed_with_a_token_of_their_own() -> None:
+    framed = [frame(b"\x00{}") for _ in range(1000)]
+    assert all(unframe(f) == b"\x00{}" for f in framed)
+    assert len({f[:TOKEN_SIZE] for f in framed}) == 1000
+    assert unframe(b"12345678") is None
+    assert unframe(b"") is None
 
 
 def test_coalescing_keeps_the_last_write_of_each_id_in_stream_order() -> None:

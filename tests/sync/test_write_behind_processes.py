@@ -28,7 +28,7 @@ from typing import Any
 
 from sqlalchemy import create_engine
 
-from redkit._core.write_behind import GROUP, split_entry
+from redkit._core.write_behind import GROUP, unframe
 from redkit import WriteBehind
 from redkit.integrations.sqlalchemy import SQLAlchemyRepository
 from tests._compat import FACE, pause
@@ -125,9 +125,9 @@ def test_no_returned_write_is_lost_and_no_older_value_wins_under_sigkill(
         if data is None:
             assert id not in written
             continue
-        parts = split_entry(data)
-        assert parts is not None
-        newest = wb.codec.decode(parts[1])
+        payload = unframe(data)
+        assert payload is not None
+        newest = wb.codec.decode(payload)
         assert rows[id] == newest["seq"], f"id {id}: the database does not hold its last write"
     for shard in range(wb.layout.shards):
         stream = wb.layout.stream(shard)

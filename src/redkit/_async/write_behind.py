@@ -20,8 +20,9 @@ Backpressure
     to make room.
 
 Reads
-    ``get`` returns the newest written value: the cache entry holds it, and keeps no TTL
-    until it is flushed (then ``ttl``). A miss reads the repository (not cached: a value read
+    ``get`` returns the newest written value: the cache entry holds it (the write's bytes: a
+    random token, then the encoded entity), and keeps no TTL until it is flushed (then
+    ``ttl``). A miss reads the repository (not cached: a value read
     there could be older than a write racing the read).
 """
 
@@ -48,7 +49,8 @@ from redkit._core.write_behind import (
     DEFAULT_SHARDS,
     StreamLayout,
     WriteBehindStats,
-    split_entry,
+    frame,
+    unframe,
 )
 from redkit._scripts import script
 from redkit.errors import (
@@ -254,7 +256,7 @@ class WriteBehind:
             ) from None
         text = id if type(id) is str and id else id_text(id)
         stream, entry = self.layout.locate(text)
-        payload = self.codec.encode(entity, key=entry)
+        payload = frame(self.codec.encode(entity, key=entry))
         if not self._layout_checked:
             await self._check_layout()
         if self._background and not self.flusher.running:
@@ -300,11 +302,11 @@ class WriteBehind:
             self.policy.read_failed(exc)
             return await self._from_repository(id)
         if data is not None:
-            parts = split_entry(data)
+            payload = unframe(data)
             try:
-                if parts is None:
-                    raise CorruptEntry("entry has no version", key)
-                value = self.codec.decode(parts[1], key)
+                if payload is None:
+                    raise CorruptEntry("entry is too short to hold a write", key)
+                value = self.codec.decode(payload, key)
             except CorruptEntry as exc:
                 await self._corrupt(key, data, exc)
             else:

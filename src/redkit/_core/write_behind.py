@@ -9,7 +9,7 @@ writer or flusher records it, and any other count is refused)::
     P:{P:s}:lease      the token of the flusher that owns shard s
     P:{P:s}:attempts   failed attempts of shard s's entries (stream id -> count), kept
                        in Redis so that they add up across flushers and restarts
-    P:{P:s}:e:<id>     the cache entry of an id in shard s: "<stream id>\\0<bytes>"
+    P:{P:s}:e:<id>     the cache entry of an id in shard s: the newest write's bytes
     P:{P}:shards       S
     P:{P}:flushers     the live flushers (a sorted set: token -> last heartbeat)
 
@@ -20,6 +20,7 @@ stream, in the order of the writes, and its cache entry shares the stream's hash
 
 from __future__ import annotations
 
+import random
 import zlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -102,12 +103,27 @@ def version_of(sid: bytes | str) -> int:
     return int(ms) << SEQ_BITS | min(int(seq), _SEQ_MAX)
 
 
-def split_entry(data: bytes) -> tuple[bytes, bytes] | None:
-    """A cache entry's (stream id, encoded entity), or None when it is not one."""
-    sid, sep, payload = data.partition(b"\0")
-    if not sep or not sid:
+#: Bytes of the token that starts every write (see :func:`frame`).
+TOKEN_SIZE = 8
+
+
+def frame(payload: bytes) -> bytes:
+    """A write's bytes, as the stream and the cache entry hold them: a random token, then
+    the encoded entity.
+
+    The token tells the flusher whether a cache entry still holds the write it flushed (it
+    then gives the entry its TTL) and tells a replay whether a newer write superseded a dead
+    letter. Random, not a counter, so forked processes never repeat one (``random`` reseeds
+    after fork); two writes of one id share a token with probability 2**-64.
+    """
+    return random.getrandbits(64).to_bytes(TOKEN_SIZE, "little") + payload
+
+
+def unframe(data: bytes) -> bytes | None:
+    """The encoded entity in a write's bytes, or None when they are too short to be one."""
+    if len(data) <= TOKEN_SIZE:
         return None
-    return sid, payload
+    return data[TOKEN_SIZE:]
 
 
 @dataclass
@@ -115,7 +131,9 @@ class Pending:
     """The newest write of one id in a batch, and every stream entry of the id in it."""
 
     id: str
+    #: the stream id the write was made as (a replayed dead letter keeps its first one)
     version: bytes
+    #: the write's bytes: its token, then the encoded entity
     payload: bytes
     sids: list[bytes] = field(default_factory=list)
     attempts: int = 0

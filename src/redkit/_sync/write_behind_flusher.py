@@ -65,11 +65,13 @@ from redkit._core.events import Event as Happened
 from redkit._core.events import Events
 from redkit._core.write_behind import (
     GROUP,
+    TOKEN_SIZE,
     Batch,
     Pending,
     StreamLayout,
     coalesce,
     owner,
+    unframe,
     version_of,
 )
 from redkit._scripts import script
@@ -510,7 +512,10 @@ class Flusher:
     def _entity(self, shard: Shard, batch: Batch, pending: Pending) -> dict[str, Any] | None:
         """The entity ``pending`` holds, or None after dead-lettering bytes that are not one."""
         try:
-            entity = self.codec.decode(pending.payload)
+            payload = unframe(pending.payload)
+            if payload is None:
+                raise CorruptEntry("the write is too short to hold an entity")
+            entity = self.codec.decode(payload)
             if not isinstance(entity, Mapping) or self.id_field not in entity:
                 raise CorruptEntry(f"not an entity with an {self.id_field!r} field: {entity!r}")
             entity = dict(entity)
@@ -535,7 +540,7 @@ class Flusher:
                 layout.attempts(index),
                 *(layout.entry(index, p.id) for p in pendings),
             ],
-            [GROUP, self.ttl_ms, len(sids), *sids, *(p.version for p in pendings)],
+            [GROUP, self.ttl_ms, len(sids), *sids, *(p.payload[:TOKEN_SIZE] for p in pendings)],
         )
         for pending in pendings:
             del batch.pending[pending.id]

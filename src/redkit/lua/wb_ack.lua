@@ -1,6 +1,6 @@
 -- wb_ack: after the database commit, acknowledge and delete flushed stream entries, and give
--- each flushed cache entry its TTL if it still holds the flushed version (a newer write keeps
--- its entry without TTL until that write is flushed in turn).
+-- each flushed cache entry its TTL if it still holds the flushed write (its token: a newer
+-- write keeps its entry without TTL until that write is flushed in turn).
 -- Deleting (rather than trimming by length) removes exactly the acknowledged entries: an
 -- unflushed entry is never removed, and XLEN stays the backlog.
 -- KEYS[1]      the shard's stream
@@ -10,7 +10,7 @@
 -- ARGV[2]      the TTL of a flushed cache entry, milliseconds (> 0)
 -- ARGV[3]      n, the number of stream entry ids that follow
 -- ARGV[4..3+n] the stream entry ids to acknowledge and delete
--- ARGV[4+n..]  the version (stream id text) flushed for each of KEYS[3..], in order
+-- ARGV[4+n..]  the token (8 bytes) of the write flushed for each of KEYS[3..], in order
 -- Returns      the number of entries acknowledged.
 local n = tonumber(ARGV[3])
 local acked = 0
@@ -25,8 +25,7 @@ for first = 4, 3 + n, chunk do
   end
 end
 for k = 3, #KEYS do
-  local version = ARGV[1 + n + k]
-  if redis.call('GETRANGE', KEYS[k], 0, #version) == version .. '\0' then
+  if redis.call('GETRANGE', KEYS[k], 0, 7) == ARGV[1 + n + k] then
     redis.call('PEXPIRE', KEYS[k], ARGV[2])
   end
 end

@@ -1,13 +1,13 @@
 -- wb_dead: move an entity the repository refused max_attempts times to the shard's
 -- dead-letter stream, with its error, and acknowledge and delete its stream entries.
--- Its cache entry is left as it is (no TTL while it is the newest write): wb_replay uses it
--- to tell whether a newer write has superseded the dead letter since.
+-- Its cache entry is left as it is (no TTL while it holds this write): wb_replay uses it to
+-- tell whether a newer write has superseded the dead letter since.
 -- KEYS[1]  the shard's stream
 -- KEYS[2]  the shard's dead-letter stream (same hash tag)
 -- KEYS[3]  the shard's failed-attempt counts (a hash: stream id -> attempts)
 -- ARGV[1]  the consumer group
 -- ARGV[2]  the entity id (text)
--- ARGV[3]  the encoded entity
+-- ARGV[3]  the write (token and encoded entity)
 -- ARGV[4]  its version (the stream id it was written as)
 -- ARGV[5]  the error, as text
 -- ARGV[6]  the number of attempts made

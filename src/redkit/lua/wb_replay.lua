@@ -1,8 +1,8 @@
 -- wb_replay: put one dead letter back on its shard's stream, keeping its original version,
 -- unless a newer write of the same id has superseded it (then it is only removed).
--- A dead letter's cache entry keeps no TTL while it holds the dead letter's version, so an
--- entry that now holds another version, or none, means a newer write came (and was flushed,
--- or will be): replaying the old value could overwrite it.
+-- A dead letter's cache entry keeps no TTL while it holds the dead letter's write (its
+-- token), so an entry that now holds another write, or none, means a newer write came (and
+-- was flushed, or will be): replaying the old value could overwrite it.
 -- KEYS[1]  the shard's stream
 -- KEYS[2]  the shard's dead-letter stream
 -- KEYS[3]  the entity's cache entry (same hash tag)
@@ -18,9 +18,8 @@ for k = 1, #flat, 2 do
   fields[flat[k]] = flat[k + 1]
 end
 redis.call('XDEL', KEYS[2], ARGV[1])
-local version = fields['v']
-if redis.call('GETRANGE', KEYS[3], 0, #version) ~= version .. '\0' then
+if redis.call('GETRANGE', KEYS[3], 0, 7) ~= string.sub(fields['d'], 1, 8) then
   return 0
 end
-redis.call('XADD', KEYS[1], '*', 'i', fields['i'], 'd', fields['d'], 'v', version)
+redis.call('XADD', KEYS[1], '*', 'i', fields['i'], 'd', fields['d'], 'v', fields['v'])
 return 1
