@@ -24,6 +24,8 @@ SCENARIOS = (
     "sessions",
     "ratelimit",
     "ratelimit_async",
+    "wb_write",
+    "wb_flush",
 )
 
 
@@ -48,6 +50,10 @@ def _scenario(name: str) -> Callable[[Settings], Comparison]:
         from .ratelimit import run
     elif name == "ratelimit_async":
         from .ratelimit import run_async as run
+    elif name == "wb_write":
+        from .write_behind import run_write as run
+    elif name == "wb_flush":
+        from .write_behind import run_flush as run
     else:
         from .async_hits import run_hot_key as run
     return run

@@ -27,6 +27,7 @@ def _check_demo_output(out: str) -> None:
         r"equal the database ✓",
         out,
     )
+    assert re.search(r"writer killed: [\d,]+ writes had returned, [\d,]+ users; lost: 0 ✓", out)
     assert "all checks passed" in out
 
 

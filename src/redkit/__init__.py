@@ -38,6 +38,7 @@ from redkit._sync.ratelimit import (
 from redkit._sync.redlock import Redlock
 from redkit._sync.repository import Repository
 from redkit._sync.sessions import Session, SessionStore
+from redkit._sync.write_behind import WriteBehind
 from redkit._sync.write_through import WriteThrough
 from redkit.embedded import EmbeddedServer
 
@@ -70,6 +71,7 @@ __all__ = [
     "SlidingWindowCounterLimiter",
     "SlidingWindowLogLimiter",
     "TokenBucketLimiter",
+    "WriteBehind",
     "WriteThrough",
     "__version__",
     "cached",

@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.schema import CreateTable
 
-from redkit.asyncio import CacheAside, WriteThrough, cached, connect
+from redkit.asyncio import CacheAside, WriteBehind, WriteThrough, cached, connect
 from redkit.errors import BackendUnavailable
 from redkit.integrations.sqlalchemy import AsyncSQLAlchemyRepository
 
@@ -141,7 +141,70 @@ class WriteThroughGet(ReadPath):
         return await self.store.get(self.id())
 
 
-PATHS = [Get, GetOrFetch, GetMany, Cached, WriteThroughGet]
+class WriteBehindGet(ReadPath):
+    """``WriteBehind.get``: entities ``{"id": 1, "value": v}`` are written (no flusher, so
+    the database keeps ``SOURCE``); a read returns the entity's value, or what the database
+    holds on a miss."""
+
+    name = "WriteBehind.get"
+
+    async def prepare(self) -> None:
+        table = sa.Table(
+            "things",
+            sa.MetaData(),
+            sa.Column("id", sa.Integer, primary_key=True),
+            sa.Column("from", sa.String(20)),
+            sa.Column("value", sa.JSON),
+        )
+        self.engine = create_async_engine(f"sqlite+aiosqlite:///{self.tmp_path}/things.db")
+        async with self.engine.begin() as conn:
+            await conn.execute(CreateTable(table))
+        source = self
+
+        class CountingRepository(AsyncSQLAlchemyRepository):
+            async def find_by_id(self, id: Any) -> Any:
+                source.source_calls += 1
+                return await super().find_by_id(id)
+
+        self.repository = CountingRepository(self.engine, table)
+        await self.repository.create(SOURCE)
+        await self.cache.aclose()
+        self.store = WriteBehind(
+            self.client, "contract", self.repository, flusher=False, **self.options
+        )
+        self.cache = _Entries(self.store)
+
+    async def close(self) -> None:
+        await self.store.aclose()
+        await self.engine.dispose()
+
+    def key(self) -> str:
+        layout = self.store.layout
+        return layout.entry(layout.shard_of("1"), "1")
+
+    async def seed(self, value: Any) -> None:
+        await self.store.write({"id": self.id(), "value": value})
+
+    async def read(self) -> Any:
+        entity = await self.store.get(self.id())
+        if entity is None or entity.get("from") is None:  # written through the store
+            return None if entity is None else entity["value"]
+        return {"id": entity["id"], "from": entity["from"]}  # the database's row
+
+
+class _Entries:
+    """What the contract needs of a write-behind's cache: its stats, and dropping an entry."""
+
+    def __init__(self, store: WriteBehind) -> None:
+        self.store = store
+        self.stats = store.stats
+
+    async def invalidate(self, id: Any) -> None:
+        layout = self.store.layout
+        await self.store.client.delete(layout.entry(layout.shard_of(str(id)), str(id)))
+
+
+PATHS = [Get, GetOrFetch, GetMany, Cached, WriteThroughGet, WriteBehindGet]
 
 
 @pytest.fixture(params=PATHS, ids=[p.name for p in PATHS])

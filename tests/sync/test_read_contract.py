@@ -19,7 +19,7 @@ import sqlalchemy as sa
 from sqlalchemy import create_engine
 from sqlalchemy.schema import CreateTable
 
-from redkit import CacheAside, WriteThrough, cached, connect
+from redkit import CacheAside, WriteBehind, WriteThrough, cached, connect
 from redkit.errors import BackendUnavailable
 from redkit.integrations.sqlalchemy import SQLAlchemyRepository
 
@@ -142,7 +142,70 @@ class WriteThroughGet(ReadPath):
         return self.store.get(self.id())
 
 
-PATHS = [Get, GetOrFetch, GetMany, Cached, WriteThroughGet]
+class WriteBehindGet(ReadPath):
+    """``WriteBehind.get``: entities ``{"id": 1, "value": v}`` are written (no flusher, so
+    the database keeps ``SOURCE``); a read returns the entity's value, or what the database
+    holds on a miss."""
+
+    name = "WriteBehind.get"
+
+    def prepare(self) -> None:
+        table = sa.Table(
+            "things",
+            sa.MetaData(),
+            sa.Column("id", sa.Integer, primary_key=True),
+            sa.Column("from", sa.String(20)),
+            sa.Column("value", sa.JSON),
+        )
+        self.engine = create_engine(f"sqlite+pysqlite:///{self.tmp_path}/things.db")
+        with self.engine.begin() as conn:
+            conn.execute(CreateTable(table))
+        source = self
+
+        class CountingRepository(SQLAlchemyRepository):
+            def find_by_id(self, id: Any) -> Any:
+                source.source_calls += 1
+                return super().find_by_id(id)
+
+        self.repository = CountingRepository(self.engine, table)
+        self.repository.create(SOURCE)
+        self.cache.close()
+        self.store = WriteBehind(
+            self.client, "contract", self.repository, flusher=False, **self.options
+        )
+        self.cache = _Entries(self.store)
+
+    def close(self) -> None:
+        self.store.close()
+        self.engine.dispose()
+
+    def key(self) -> str:
+        layout = self.store.layout
+        return layout.entry(layout.shard_of("1"), "1")
+
+    def seed(self, value: Any) -> None:
+        self.store.write({"id": self.id(), "value": value})
+
+    def read(self) -> Any:
+        entity = self.store.get(self.id())
+        if entity is None or entity.get("from") is None:  # written through the store
+            return None if entity is None else entity["value"]
+        return {"id": entity["id"], "from": entity["from"]}  # the database's row
+
+
+class _Entries:
+    """What the contract needs of a write-behind's cache: its stats, and dropping an entry."""
+
+    def __init__(self, store: WriteBehind) -> None:
+        self.store = store
+        self.stats = store.stats
+
+    def invalidate(self, id: Any) -> None:
+        layout = self.store.layout
+        self.store.client.delete(layout.entry(layout.shard_of(str(id)), str(id)))
+
+
+PATHS = [Get, GetOrFetch, GetMany, Cached, WriteThroughGet, WriteBehindGet]
 
 
 @pytest.fixture(params=PATHS, ids=[p.name for p in PATHS])

@@ -68,6 +68,26 @@ class Event(enum.StrEnum):
     FAILED_OPEN = "failed_open"
     FAILED_CLOSED = "failed_closed"
 
+    # -- write-behind (WriteBehind and its flusher) --
+    #: an entity written: cached and appended to its shard's stream
+    WRITE = "write"
+    #: a write refused because its shard's backlog was full
+    BACKPRESSURE = "backpressure"
+    #: entities upserted into the repository, and the batches that carried them
+    FLUSHED = "flushed"
+    FLUSH_BATCH = "flush_batch"
+    #: stream entries skipped because a newer write of the same id was in the batch
+    COALESCED = "coalesced"
+    #: an upsert the repository refused (the batch is retried, split, or dead-lettered)
+    FLUSH_FAILED = "flush_failed"
+    #: an entity moved to the dead-letter stream after max_attempts failures
+    DEAD_LETTER = "dead_letter"
+    #: pending entries of another (dead) flusher claimed by this one
+    CLAIMED = "claimed"
+    #: dead letters put back on their stream, or dropped as superseded by a newer write
+    REPLAYED = "replayed"
+    REPLAY_SUPERSEDED = "replay_superseded"
+
 
 class Emitted(NamedTuple):
     """One event as listeners see it."""

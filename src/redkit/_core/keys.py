@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import enum
 import re
+import zlib
 
-from redkit.errors import InvalidKey
+from redkit.errors import ConfigurationError, InvalidKey
 
 KeyId = str | int
 
@@ -161,3 +162,72 @@ def _no_braces(text: str, what: str) -> None:
             f"{what} {text!r} contains a brace; redkit places the hash tag itself "
             "(around the id) so that an entry and its companion keys share a Cluster slot"
         )
+
+
+#: Write-behind: the most streams one prefix may be spread over.
+MAX_SHARDS = 1024
+
+
+class StreamLayout:
+    """The keys of one write-behind prefix ``P`` spread over ``S`` stream shards.
+
+    ``S`` is fixed for a prefix (the first writer or flusher records it; any other count is
+    refused)::
+
+        P:{P:s}:stream     shard s's stream of unflushed writes (fields i = id, d = bytes)
+        P:{P:s}:dead       shard s's dead letters (i, d, v = version, e = error, a = attempts)
+        P:{P:s}:lease      the token of the flusher that owns shard s
+        P:{P:s}:attempts   failed attempts of shard s's entries (stream id -> count), kept
+                           in Redis so that they add up across flushers and restarts
+        P:{P:s}:e:<id>     the cache entry of an id in shard s: the newest write's bytes
+        P:{P}:shards       S
+        P:{P}:flushers     the live flushers (a sorted set: token -> last heartbeat)
+
+    An id goes to shard ``crc32(utf-8 id) % S``, so every write of an id lands in the same
+    stream, in the order of the writes, and its cache entry shares the stream's hash tag
+    (``{P:s}``): one script appends to the stream and stores the entry, on a Cluster too.
+    The tag is the shard, not the id, so these are not :class:`Companion` keys.
+    """
+
+    __slots__ = ("_bases", "_streams", "meta", "prefix", "registry", "shards")
+
+    def __init__(self, prefix: str, shards: int) -> None:
+        KeySpace(prefix)  # the same checks as every prefix: non-empty str, no braces
+        if isinstance(shards, bool) or not isinstance(shards, int) or not 1 <= shards <= MAX_SHARDS:
+            raise ConfigurationError(
+                f"shards must be an int from 1 to {MAX_SHARDS}, got {shards!r}"
+            )
+        self.prefix = prefix
+        self.shards = shards
+        self._bases = [f"{prefix}:{{{prefix}:{s}}}:" for s in range(shards)]
+        self._streams = [f"{base}stream" for base in self._bases]
+        self.meta = f"{prefix}:{{{prefix}}}:shards"
+        self.registry = f"{prefix}:{{{prefix}}}:flushers"
+
+    def shard_of(self, text: str) -> int:
+        """The shard of the id whose text is ``text``."""
+        return zlib.crc32(text.encode()) % self.shards
+
+    def locate(self, text: str) -> tuple[str, str]:
+        """The stream and the cache entry of id ``text``; InvalidKey if it is not UTF-8."""
+        try:
+            shard = zlib.crc32(text.encode()) % self.shards
+        except UnicodeEncodeError:
+            raise InvalidKey(f"id {text!r} cannot be encoded as UTF-8") from None
+        return self._streams[shard], f"{self._bases[shard]}e:{text}"
+
+    def entry(self, shard: int, text: str) -> str:
+        """The cache entry of id ``text`` (in ``shard``)."""
+        return f"{self._bases[shard]}e:{text}"
+
+    def stream(self, shard: int) -> str:
+        return self._streams[shard]
+
+    def dead(self, shard: int) -> str:
+        return f"{self._bases[shard]}dead"
+
+    def lease(self, shard: int) -> str:
+        return f"{self._bases[shard]}lease"
+
+    def attempts(self, shard: int) -> str:
+        return f"{self._bases[shard]}attempts"

@@ -16,6 +16,9 @@ from redkit._sync.repository import Entity
 from redkit._core.keys import KeyId
 from redkit.errors import ConfigurationError, RepositoryError
 
+#: Key sets of entities already checked against the columns, remembered up to this many.
+_KNOWN_LIMIT = 1024
+
 
 @contextmanager
 def _translated(action: str) -> Iterator[None]:
@@ -32,25 +35,53 @@ class SQLAlchemyRepository:
     Every method runs in its own transaction. Keys that are not columns of the table raise
     ConfigurationError (nothing is silently dropped); database failures raise RepositoryError
     with the driver's error chained as the cause.
+
+    ``version_column`` (an integer column) makes :meth:`upsert_many` conditional: a row is
+    replaced only by an entity whose version is at least the row's, so a late, older write
+    never overwrites a newer one (WriteBehind fills it in: see its ``version_field``).
     """
 
-    def __init__(self, engine: Engine, table: sa.Table, id_column: str = "id") -> None:
-        if id_column not in table.c:
-            raise ConfigurationError(
-                f"table {table.name!r} has no id column {id_column!r}"
-                f" (columns: {', '.join(table.c.keys())})"
-            )
+    def __init__(
+        self,
+        engine: Engine,
+        table: sa.Table,
+        id_column: str = "id",
+        *,
+        version_column: str | None = None,
+    ) -> None:
+        for role, column in (("id", id_column), ("version", version_column)):
+            if column is not None and column not in table.c:
+                raise ConfigurationError(
+                    f"table {table.name!r} has no {role} column {column!r}"
+                    f" (columns: {', '.join(table.c.keys())})"
+                )
+        if version_column == id_column:
+            raise ConfigurationError("the version column cannot be the id column")
         self.engine = engine
         self.table = table
         self.id_column = id_column
+        self.version_column = version_column
         self._id = table.c[id_column]
+        self._version = None if version_column is None else table.c[version_column]
+        self._known: set[tuple[Any, ...]] = set()
 
     @classmethod
     def from_url(
-        cls, url: str, table: sa.Table, id_column: str = "id", **engine_options: Any
+        cls,
+        url: str,
+        table: sa.Table,
+        id_column: str = "id",
+        *,
+        version_column: str | None = None,
+        **engine_options: Any,
     ) -> SQLAlchemyRepository:
         """A repository on a new engine for ``url``; call :meth:`dispose` when done."""
-        return cls(create_engine(url, **engine_options), table, id_column)
+        return cls(
+            create_engine(url, **engine_options),
+            table,
+            id_column,
+            version_column=version_column,
+        )
 
     def dispose(self) -> None:
         """Close the engine's pooled connections."""
@@ -133,9 +164,18 @@ class SQLAlchemyRepository:
 
         SQLite and PostgreSQL use INSERT ... ON CONFLICT (id) DO UPDATE of the columns each
         entity carries; other dialects update each row and insert it when none matched.
-        An empty iterable returns 0 without touching the database.
+        An empty iterable returns 0 without touching the database. With a version column,
+        every entity must carry a version, and a row with a higher one is left as it is.
         """
         rows = [self._checked(entity) for entity in entities]
+        version = self.version_column
+        if version is not None:
+            for row in rows:
+                if not isinstance(row.get(version), int):
+                    raise ConfigurationError(
+                        f"every entity upserted into {self.table.name!r} needs an int in its "
+                        f"version column {version!r}, got {row.get(version)!r}"
+                    )
         if not rows:
             return 0
         groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
@@ -164,14 +204,26 @@ class SQLAlchemyRepository:
         others = {k: stmt.excluded[k] for k in columns if k != self.id_column}
         if not others:
             return stmt.on_conflict_do_nothing(index_elements=[self._id])
-        return stmt.on_conflict_do_update(index_elements=[self._id], set_=others)
+        if self._version is None:
+            return stmt.on_conflict_do_update(index_elements=[self._id], set_=others)
+        newer = sa.or_(self._version.is_(None), self._version <= stmt.excluded[self._version.key])
+        return stmt.on_conflict_do_update(index_elements=[self._id], set_=others, where=newer)
 
     def _update_or_insert(self, conn: Connection, row: dict[str, Any]) -> None:
         """Update the row with ``row``'s id, or insert ``row`` when none matched."""
         if self.id_column in row:
             others = {k: v for k, v in row.items() if k != self.id_column}
             stmt = sa.update(self.table).where(self._id == row[self.id_column])
-            if others:
+            if self._version is not None:
+                version = row[self.version_column]  # type: ignore[index]
+                newer = sa.or_(self._version.is_(None), self._version <= version)
+                updated = (conn.execute(stmt.where(newer).values(others))).rowcount
+                if updated:
+                    return
+                exists = sa.select(self._id).where(self._id == row[self.id_column])
+                if (conn.execute(exists)).first() is not None:
+                    return  # the row holds a newer version
+            elif others:
                 updated = (conn.execute(stmt.values(others))).rowcount
             else:
                 exists = sa.select(self._id).where(self._id == row[self.id_column])
@@ -188,12 +240,16 @@ class SQLAlchemyRepository:
 
     def _checked(self, entity: Mapping[str, Any]) -> dict[str, Any]:
         """``entity`` as a dict, or ConfigurationError naming its keys that are not columns."""
-        unknown = sorted(str(k) for k in entity if k not in self.table.c)
-        if unknown:
-            raise ConfigurationError(
-                f"unknown column(s) for table {self.table.name!r}: {', '.join(unknown)}"
-            )
         values = dict(entity)
+        names = tuple(values)
+        if names not in self._known:  # rows of a batch share their keys: check them once
+            unknown = sorted(str(k) for k in names if k not in self.table.c)
+            if unknown:
+                raise ConfigurationError(
+                    f"unknown column(s) for table {self.table.name!r}: {', '.join(unknown)}"
+                )
+            if len(self._known) < _KNOWN_LIMIT:
+                self._known.add(names)
         if self.id_column in values:
             values[self.id_column] = self._coerce_id(values[self.id_column])
         return values

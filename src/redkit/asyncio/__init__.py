@@ -21,6 +21,7 @@ from redkit._async.ratelimit import (
 from redkit._async.redlock import Redlock
 from redkit._async.repository import Repository
 from redkit._async.sessions import Session, SessionStore
+from redkit._async.write_behind import WriteBehind
 from redkit._async.write_through import WriteThrough
 from redkit._core.backoff import Backoff
 from redkit._core.codecs import Codec, Serializer
@@ -65,6 +66,7 @@ __all__ = [
     "SlidingWindowCounterLimiter",
     "SlidingWindowLogLimiter",
     "TokenBucketLimiter",
+    "WriteBehind",
     "WriteThrough",
     "cached",
     "connect",

@@ -1,4 +1,4 @@
-"""The ``redkit`` command: ``redkit demo`` and ``redkit server`` (more subcommands to come).
+"""The ``redkit`` command: ``redkit demo``, ``redkit server``, ``redkit worker`` (more to come).
 
 Each subcommand lives in its own module with two functions: ``add_parser(subparsers, parent)``
 declares its options and ``run(args) -> int`` does the work. :func:`main` parses ``argv``
@@ -12,11 +12,11 @@ import sys
 from collections.abc import Sequence
 
 from redkit import __version__
-from redkit.cli import demo, server
+from redkit.cli import demo, server, worker
 
 __all__ = ["build_parser", "main"]
 
-_SUBCOMMANDS = (demo, server)
+_SUBCOMMANDS = (demo, server, worker)
 
 
 def build_parser() -> argparse.ArgumentParser:

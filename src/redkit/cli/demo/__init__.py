@@ -20,11 +20,18 @@ from rich.console import Console
 from rich.panel import Panel
 
 import redkit
-from redkit.cli.demo import caching, locks, ratelimit, sessions, stampede
+from redkit.cli.demo import caching, locks, ratelimit, sessions, stampede, write_behind
 from redkit.cli.demo._common import BAD, OK, Context
 
 #: The sections, in the order they run.
-SECTIONS: tuple[ModuleType, ...] = (caching, stampede, locks, sessions, ratelimit)
+SECTIONS: tuple[ModuleType, ...] = (
+    caching,
+    stampede,
+    write_behind,
+    locks,
+    sessions,
+    ratelimit,
+)
 
 
 def add_parser(subparsers: Any, parent: argparse.ArgumentParser) -> None:

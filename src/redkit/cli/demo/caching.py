@@ -345,7 +345,7 @@ def print_intro(console: Console, db: Database, users: int) -> None:
 
 
 def print_workload(console: Console, workload: Workload, users: int) -> None:
-    console.rule("1. Workload")
+    console.rule("Workload")
     console.print(
         f"{workload.reads:,} profile reads and {workload.updates:,} user updates of "
         f"{users:,} users, ids drawn from a Zipf distribution (s={ZIPF_S}), the same sequence "
@@ -368,7 +368,7 @@ _QUERY_COLUMNS = {
 def print_queries(
     console: Console, baseline: RunResult, cached: RunResult, hit_rate: float
 ) -> None:
-    console.rule("2. Database queries")
+    console.rule("Database queries")
     table = Table(title="SQL statements sent to the database")
     table.add_column("run")
     for name in (*_QUERY_COLUMNS.values(), "total", "time"):
@@ -391,7 +391,7 @@ def print_queries(
 
 
 def print_latency(console: Console, baseline: RunResult, cached: RunResult) -> None:
-    console.rule("3. Profile read latency")
+    console.rule("Profile read latency")
     table = Table(title="Per-read latency (time.perf_counter)")
     table.add_column("profile reads")
     for name in ("count", "p50", "p99"):
@@ -425,7 +425,7 @@ def check_consistency(
     console: Console, service: Service, workload: Workload, rng: random.Random
 ) -> bool:
     """For sampled updated users, the cached user and the cached profile equal the database."""
-    console.rule("4. Consistency after updates")
+    console.rule("Consistency after updates")
     ids = sorted(
         rng.sample(workload.updated_ids, min(CONSISTENCY_SAMPLE, len(workload.updated_ids)))
     )

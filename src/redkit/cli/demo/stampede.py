@@ -97,7 +97,7 @@ async def _stampedes(url: str) -> list[StampedeResult]:
 def run(ctx: Context) -> bool:
     """Section 5; whether redkit fetched once for every strategy."""
     console, url = ctx.console, ctx.url
-    console.rule("5. Cache stampede")
+    console.rule("Cache stampede")
     console.print(
         f"{STAMPEDE_CALLS} concurrent reads of one invalidated key; "
         f"the source takes {FETCH_DELAY * 1000:.0f} ms per fetch (async face, asyncio.gather)."

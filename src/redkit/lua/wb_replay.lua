@@ -1,0 +1,25 @@
+-- wb_replay: put one dead letter back on its shard's stream, keeping its original version,
+-- unless a newer write of the same id has superseded it (then it is only removed).
+-- A dead letter's cache entry keeps no TTL while it holds the dead letter's write (its
+-- token), so an entry that now holds another write, or none, means a newer write came (and
+-- was flushed, or will be): replaying the old value could overwrite it.
+-- KEYS[1]  the shard's stream
+-- KEYS[2]  the shard's dead-letter stream
+-- KEYS[3]  the entity's cache entry (same hash tag)
+-- ARGV[1]  the dead letter's id in the dead-letter stream
+-- Returns  1 when replayed, 0 when superseded (dropped), -1 when the dead letter is gone.
+local found = redis.call('XRANGE', KEYS[2], ARGV[1], ARGV[1])
+if #found == 0 then
+  return -1
+end
+local fields = {}
+local flat = found[1][2]
+for k = 1, #flat, 2 do
+  fields[flat[k]] = flat[k + 1]
+end
+redis.call('XDEL', KEYS[2], ARGV[1])
+if redis.call('GETRANGE', KEYS[3], 0, 7) ~= string.sub(fields['d'], 1, 8) then
+  return 0
+end
+redis.call('XADD', KEYS[1], '*', 'i', fields['i'], 'd', fields['d'], 'v', fields['v'])
+return 1

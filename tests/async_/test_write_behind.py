@@ -1,0 +1,529 @@
+"""WriteBehind over a real SQLite database and a real server (the sync twin is generated)."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy.schema import CreateTable
+
+from redkit import Backoff
+from redkit._core.write_behind import GROUP
+from redkit.asyncio import WriteBehind
+from redkit.errors import BackpressureError, ConfigurationError, RepositoryError
+from redkit.integrations.sqlalchemy import AsyncSQLAlchemyRepository
+from tests._acompat import Event, pause, start
+
+metadata = sa.MetaData()
+users = sa.Table(
+    "users",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("name", sa.String(100)),
+    sa.Column("seq", sa.Integer, sa.CheckConstraint("seq >= 0", name="seq_not_negative")),
+    sa.Column("version", sa.BigInteger),
+)
+
+FAST = Backoff.exponential(0.001, 0.005, jitter="none")
+
+#: What a test opened, closed after it even when it fails (a flusher left running would
+#: write into the next test's keys).
+_OPEN: list[Any] = []
+
+
+@pytest.fixture(autouse=True)
+async def _close_what_the_test_opened() -> AsyncIterator[None]:
+    yield
+    for repo in [o for o in _OPEN if isinstance(o, Repo)]:
+        repo.release.set()  # a flusher stuck in a gated commit
+    while _OPEN:
+        opened = _OPEN.pop()
+        if isinstance(opened, WriteBehind):
+            await opened.aclose()
+
+
+class Repo(AsyncSQLAlchemyRepository):
+    """The real repository, with switches for the tests.
+
+    ``down``: every call raises ConnectionError (the database is unreachable). ``gate``: the
+    next upsert signals ``entered`` and waits for ``release`` before writing (a slow commit,
+    or a paused process, staged with events). ``refuse``: ids whose upsert is refused.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        _OPEN.append(self)
+        self.down = False
+        self.gate = False
+        self.entered = Event()
+        self.release = Event()
+        self.refuse: set[int] = set()
+        self.upserts: list[list[int]] = []
+
+    async def upsert_many(self, entities: Any) -> int:
+        rows = list(entities)
+        if self.down:
+            raise ConnectionError("database unreachable")
+        if self.gate:
+            self.gate = False
+            self.entered.set()
+            await self.release.wait()
+        bad = [row["id"] for row in rows if row["id"] in self.refuse]
+        if bad:
+            raise RepositoryError(f"refused ids {bad}")
+        self.upserts.append([row["id"] for row in rows])
+        return await super().upsert_many(rows)
+
+    async def find_by_id(self, id: Any) -> Any:
+        if self.down:
+            raise ConnectionError("database unreachable")
+        return await super().find_by_id(id)
+
+    async def rows(self) -> dict[int, dict[str, Any]]:
+        async with self.engine.connect() as conn:
+            result = await conn.execute(sa.select(users))
+            return {row.id: dict(row._mapping) for row in result}
+
+
+@pytest.fixture
+async def engine(tmp_path: Path) -> AsyncIterator[Any]:
+    engine = create_async_engine(f"sqlite+aiosqlite:///{tmp_path}/users.db")
+    async with engine.begin() as conn:
+        await conn.execute(CreateTable(users))
+    yield engine
+    await engine.dispose()
+
+
+@pytest.fixture
+def repo(engine: Any) -> Repo:
+    return Repo(engine, users)
+
+
+@pytest.fixture
+def versioned(engine: Any) -> Repo:
+    return Repo(engine, users, version_column="version")
+
+
+def behind(client: Any, repo: Any, **options: Any) -> WriteBehind:
+    """A WriteBehind without background flusher unless asked (tests call flush())."""
+    options.setdefault("flusher", False)
+    options.setdefault("retry_backoff", FAST)
+    wb = WriteBehind(client, "wb", repo, **options)
+    _OPEN.append(wb)
+    return wb
+
+
+async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 10.0) -> None:
+    """Wait until ``await check()`` holds, or fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not await check():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not reached in time")
+        await pause(0.002)
+
+
+async def test_writes_are_in_redis_when_write_returns_and_reach_the_database_on_flush(
+    client: Any, repo: Repo
+) -> None:
+    wb = behind(client, repo)
+    await wb.write({"id": 1, "name": "Ada", "seq": 0})
+    layout = wb.layout
+    shard = layout.shard_of("1")
+    entries = await client.xrange(layout.stream(shard))
+    assert [fields[b"i"] for _, fields in entries] == [b"1"]
+    entry = await client.get(layout.entry(shard, "1"))
+    assert entry == entries[0][1][b"d"], "the stream and the cache hold the same write"
+    assert await client.pttl(layout.entry(shard, "1")) == -1, "an unflushed entry must not expire"
+    assert await wb.get(1) == {"id": 1, "name": "Ada", "seq": 0}
+    assert await repo.rows() == {}
+    assert await wb.backlog() == 1
+
+    assert await wb.flush() == 1
+    assert (await repo.rows())[1]["name"] == "Ada"
+    assert await wb.backlog() == 0
+    assert await client.xlen(layout.stream(shard)) == 0, "flushed entries are deleted"
+    assert 0 < await client.pttl(layout.entry(shard, "1")) <= 3600_000
+    await wb.aclose()
+
+
+async def test_writes_of_one_id_coalesce_and_the_last_one_wins(client: Any, repo: Repo) -> None:
+    wb = behind(client, repo)
+    for seq in range(10):
+        await wb.write({"id": 7, "name": f"v{seq}", "seq": seq})
+    await wb.write({"id": 8, "name": "other", "seq": 0})
+    assert await wb.get(7) == {"id": 7, "name": "v9", "seq": 9}
+    assert await wb.flush() == 2
+    rows = await repo.rows()
+    assert rows[7]["seq"] == 9 and rows[8]["name"] == "other"
+    assert sorted(id for batch in repo.upserts for id in batch) == [7, 8]
+    assert wb.stats.coalesced == 9
+    assert wb.stats.flushed == 2
+    await wb.aclose()
+
+
+async def test_batches_hold_at_most_batch_size_entities(client: Any, repo: Repo) -> None:
+    wb = behind(client, repo, batch_size=7, shards=1)
+    for id in range(30):
+        await wb.write({"id": id, "seq": 0})
+    assert await wb.flush() == 30
+    assert max(len(batch) for batch in repo.upserts) == 7
+    assert len(await repo.rows()) == 30
+    await wb.aclose()
+
+
+async def test_get_falls_back_to_the_repository_without_the_version_field(
+    client: Any, versioned: Repo
+) -> None:
+    wb = behind(client, versioned)
+    assert wb.version_field == "version"
+    await versioned.upsert_many([{"id": 3, "name": "db", "seq": 1, "version": 5}])
+    assert await wb.get(3) == {"id": 3, "name": "db", "seq": 1}
+    assert await wb.get(4) is None
+    assert wb.stats.misses == 2
+    await wb.write({"id": 3, "name": "new", "seq": 2})
+    assert await wb.flush() == 1
+    row = (await versioned.rows())[3]
+    assert row["name"] == "new" and row["version"] > 5
+    await wb.aclose()
+
+
+async def test_a_failing_database_acknowledges_nothing_and_the_batch_waits(
+    client: Any, repo: Repo
+) -> None:
+    wb = behind(client, repo, max_attempts=1)
+    for id in range(5):
+        await wb.write({"id": id, "seq": 1})
+    repo.down = True
+    assert await wb.flush() == 0
+    assert await wb.backlog() == 5
+    assert wb.stats.dead_letters == 0, "an outage must not dead-letter anything"
+    assert wb.stats.failed_batches >= 1
+    repo.down = False
+
+    async def flushed() -> bool:
+        await wb.flush()
+        return len(await repo.rows()) == 5
+
+    await eventually(flushed)
+    assert await wb.backlog() == 0
+    await wb.aclose()
+
+
+async def test_a_poisoned_entity_goes_to_the_dead_letter_stream_while_the_others_are_written(
+    client: Any, repo: Repo, caplog: pytest.LogCaptureFixture
+) -> None:
+    wb = behind(client, repo, max_attempts=3, shards=1)
+    for id in range(20):
+        await wb.write({"id": id, "name": f"u{id}", "seq": -1 if id == 13 else id})
+    with caplog.at_level(logging.WARNING, logger="redkit.write_behind"):
+        assert await wb.flush() == 19
+        rows = await repo.rows()
+        assert sorted(rows) == [i for i in range(20) if i != 13]
+
+        async def dead() -> bool:
+            await wb.flush()
+            return await wb.dead_letters() == 1
+
+        await eventually(dead)
+    assert wb.stats.dead_letters == 1
+    assert await wb.backlog() == 0
+    [(_, letter)] = await client.xrange(wb.layout.dead(0))
+    assert letter[b"i"] == b"13"
+    assert b"seq_not_negative" in letter[b"e"] or b"CHECK" in letter[b"e"]
+    assert letter[b"a"] == b"3"
+    errors = [r for r in caplog.records if r.levelno == logging.ERROR]
+    assert len(errors) == 1 and "13" in errors[0].getMessage()
+    assert 13 not in await repo.rows()
+    await wb.aclose()
+
+
+async def test_backpressure_refuses_writes_past_the_backlog_and_trims_nothing(
+    client: Any, repo: Repo
+) -> None:
+    wb = behind(client, repo, max_backlog=5, shards=1)
+    for id in range(5):
+        await wb.write({"id": id, "seq": 0})
+    with pytest.raises(BackpressureError, match="max_backlog=5"):
+        await wb.write({"id": 99, "seq": 0})
+    assert wb.stats.refused_writes == 1
+    assert await wb.backlog() == 5
+    entries = await client.xrange(wb.layout.stream(0))
+    assert [int(fields[b"i"]) for _, fields in entries] == [0, 1, 2, 3, 4]
+    assert await client.get(wb.layout.entry(0, "99")) is None, "a refused write stores nothing"
+    assert await wb.get(99) is None
+    assert await wb.flush() == 5
+    await wb.write({"id": 99, "seq": 0})
+    await wb.aclose()
+
+
+async def test_backpressure_is_split_over_the_shards(client: Any, repo: Repo) -> None:
+    wb = behind(client, repo, max_backlog=8, shards=4)
+    written = 0
+    with pytest.raises(BackpressureError):
+        for id in range(100):
+            await wb.write({"id": id, "seq": 0})
+            written += 1
+    assert 2 <= written <= 8
+    for shard in range(4):
+        assert await client.xlen(wb.layout.stream(shard)) <= 2
+    await wb.aclose()
+
+
+async def test_a_write_waits_for_room_up_to_backpressure_timeout(client: Any, repo: Repo) -> None:
+    wb = behind(client, repo, max_backlog=1, shards=1, backpressure_timeout=10)
+    await wb.write({"id": 1, "seq": 0})
+    waiting = start(lambda: wb.write({"id": 2, "seq": 0}))
+    await eventually(lambda: _refused_once(wb))
+    assert not waiting.done()
+    first = await wb.flush()  # makes room (and may write the waiting one too)
+    await waiting.result()
+    assert first + await wb.flush() == 2
+    assert sorted(await repo.rows()) == [1, 2]
+
+    quick = behind(client, repo, max_backlog=1, shards=1, backpressure_timeout=0.02)
+    await quick.write({"id": 3, "seq": 0})
+    with pytest.raises(BackpressureError):
+        await quick.write({"id": 4, "seq": 0})
+    await wb.aclose()
+    await quick.aclose()
+
+
+async def _refused_once(wb: WriteBehind) -> bool:
+    """Whether a write was refused and waits for room (it wakes the flusher to make some)."""
+    return wb.flusher._wake.is_set()
+
+
+async def test_a_dead_flushers_pending_entries_are_claimed_in_order(
+    client: Any, repo: Repo
+) -> None:
+    wb = behind(client, repo, shards=1, claim_after=0.2)
+    stream, lease = wb.layout.stream(0), wb.layout.lease(0)
+    await client.xgroup_create(stream, GROUP, id="0", mkstream=True)
+    for id in range(10):
+        await wb.write({"id": id, "name": "old", "seq": 1})
+    # A flusher that read them (they are pending for it) and died holding its lease.
+    read = await client.xreadgroup(GROUP, "dead-flusher", {stream: ">"}, count=100)
+    assert len(read[0][1]) == 10
+    await client.set(lease, "dead-flusher", px=200)
+    for id in range(5):
+        await wb.write({"id": id, "name": "new", "seq": 2})
+
+    assert await wb.flush() == 0, "the lease is still the dead flusher's"
+    assert await repo.rows() == {}
+
+    async def lease_lapsed() -> bool:
+        return not await client.exists(lease)
+
+    await eventually(lease_lapsed)
+    assert await wb.flush() == 15
+    assert wb.stats.claimed == 10
+    rows = await repo.rows()
+    assert {id: row["name"] for id, row in rows.items()} == {
+        **{id: "new" for id in range(5)},
+        **{id: "old" for id in range(5, 10)},
+    }
+    assert repo.upserts[0] == list(range(10)), "the claimed entries go first"
+    assert (await client.xpending(stream, GROUP))["pending"] == 0
+    assert await wb.backlog() == 0
+    await wb.aclose()
+
+
+async def test_a_live_flusher_keeps_its_shards_during_a_slow_commit(
+    client: Any, repo: Repo
+) -> None:
+    """Without leases (or without the heartbeat), B would write id 1's newer value while A
+    still commits the older one, and A's late commit would overwrite it."""
+    a = behind(client, repo, shards=1, claim_after=0.15, flusher=True, flush_interval=0.01)
+    b = behind(client, repo, shards=1, claim_after=0.15)
+    repo.gate = True
+    await a.write({"id": 1, "name": "older", "seq": 1})
+    await repo.entered.wait()
+    await b.write({"id": 1, "name": "newer", "seq": 2})
+    started = time.monotonic()
+    while time.monotonic() - started < 0.5:  # over three lease times: the heartbeat renews
+        assert await b.flush() == 0
+        await pause(0.02)
+    assert await client.get(a.layout.lease(0)) == a.flusher.token.encode()
+    repo.release.set()
+
+    async def newest_written() -> bool:
+        return (await repo.rows()).get(1, {}).get("name") == "newer"
+
+    await eventually(newest_written)
+    assert [row for batch in repo.upserts for row in batch] == [1, 1]
+    await a.aclose()
+    await b.aclose()
+
+
+@pytest.mark.parametrize("version_column", [True, False], ids=["versioned", "unversioned"])
+async def test_a_paused_flusher_that_lost_its_lease_cannot_overwrite_a_newer_value(
+    client: Any, engine: Any, version_column: bool
+) -> None:
+    """A flusher paused past its lease wakes up and commits an older batch: the version
+    column is what keeps the newer value (without it, the older value wins: the test
+    stages the race for real)."""
+    repo = Repo(engine, users, version_column="version" if version_column else None)
+    a = behind(client, repo, shards=1, claim_after=0.2)
+    b = behind(client, repo, shards=1, claim_after=0.2)
+    await a.write({"id": 1, "name": "older", "seq": 1})
+    repo.gate = True
+    paused = start(a.flush)
+    await repo.entered.wait()
+    # A is paused inside its commit; its lease lapses (no heartbeat: no background flusher).
+    await client.delete(a.layout.lease(0))
+    await b.write({"id": 1, "name": "newer", "seq": 2})
+    assert await b.flush() == 2  # claims A's pending entry, then the newer one
+    assert (await repo.rows())[1]["name"] == "newer"
+    repo.release.set()
+    await paused.result()
+    expected = "newer" if version_column else "older"
+    assert (await repo.rows())[1]["name"] == expected
+    await a.aclose()
+    await b.aclose()
+
+
+async def test_dead_letters_replay_unless_superseded(client: Any, repo: Repo) -> None:
+    wb = behind(client, repo, max_attempts=1, shards=1)
+    repo.refuse = {1, 2}
+    await wb.write({"id": 1, "name": "first", "seq": 1})
+    await wb.write({"id": 2, "name": "second", "seq": 1})
+    await wb.write({"id": 3, "name": "third", "seq": 1})
+    assert await wb.flush() == 1
+    assert await wb.dead_letters() == 2
+    repo.refuse = set()
+    await wb.write({"id": 2, "name": "second, again", "seq": 2})
+    assert await wb.flush() == 1
+
+    assert await wb.replay_dead_letters() == 1
+    assert wb.stats.snapshot()["replay_superseded"] == 1
+    assert await wb.dead_letters() == 0
+    assert await wb.flush() == 1
+    rows = await repo.rows()
+    assert {id: row["name"] for id, row in rows.items()} == {
+        1: "first",
+        2: "second, again",
+        3: "third",
+    }
+    await wb.aclose()
+
+
+async def test_several_flushers_share_the_shards(client: Any, repo: Repo) -> None:
+    options = {"claim_after": 0.3, "flusher": True, "flush_interval": 0.01}
+    a = behind(client, repo, **options)
+    b = behind(client, repo, **options)
+    await a.start()
+    await b.start()
+
+    async def shared() -> bool:
+        sa_, sb = set(a.flusher.shards), set(b.flusher.shards)
+        return bool(sa_ and sb and not sa_ & sb and len(sa_ | sb) == 16)
+
+    await eventually(shared)
+    for id in range(300):
+        await (a if id % 2 else b).write({"id": id, "seq": id})
+
+    async def all_written() -> bool:  # committed, then acknowledged (counted)
+        return a.stats.flushed + b.stats.flushed == 300
+
+    await eventually(all_written)
+    assert len(await repo.rows()) == 300
+    assert a.stats.flushed > 0 and b.stats.flushed > 0
+    await a.aclose()
+
+    async def b_took_over() -> bool:
+        return len(b.flusher.shards) == 16
+
+    await eventually(b_took_over)
+    await b.aclose()
+
+
+async def test_closing_drains_the_backlog(client: Any, repo: Repo) -> None:
+    async with behind(client, repo, flusher=True, flush_interval=60) as wb:
+        for id in range(50):
+            await wb.write({"id": id, "seq": id})
+    assert len(await repo.rows()) == 50
+    assert await wb.backlog() == 0
+    members = await client.zrange(wb.layout.registry, 0, -1)
+    assert wb.flusher.token.encode() not in members, "a stopped flusher leaves the registry"
+    with pytest.raises(ConfigurationError, match="closed"):
+        await wb.write({"id": 1, "seq": 1})
+
+
+async def test_every_writer_and_flusher_of_a_prefix_uses_one_shard_count(
+    client: Any, repo: Repo
+) -> None:
+    await behind(client, repo, shards=4).write({"id": 1, "seq": 0})
+    other = behind(client, repo, shards=8)
+    with pytest.raises(ConfigurationError, match="4 shards"):
+        await other.write({"id": 1, "seq": 0})
+    with pytest.raises(ConfigurationError, match="4 shards"):
+        await other.flush()
+
+
+async def test_an_entry_that_is_not_a_write_is_dead_lettered_not_dropped(
+    client: Any, repo: Repo
+) -> None:
+    wb = behind(client, repo, shards=1)
+    await wb.write({"id": 1, "seq": 0})
+    await client.xadd(wb.layout.stream(0), {"foreign": "entry"})
+    await wb.write({"id": 2, "seq": 0})
+    assert await wb.flush() == 2
+    [(_, letter)] = await client.xrange(wb.layout.dead(0))
+    assert b"not a write-behind entry" in letter[b"e"]
+    assert await wb.backlog() == 0
+    await wb.aclose()
+
+
+async def test_an_undecodable_write_is_dead_lettered(client: Any, repo: Repo) -> None:
+    wb = behind(client, repo, shards=1)
+    await client.xadd(wb.layout.stream(0), {"i": "5", "d": b"\x00{not json"})
+    await wb.write({"id": 6, "seq": 0})
+    assert await wb.flush() == 1
+    [(_, letter)] = await client.xrange(wb.layout.dead(0))
+    assert letter[b"i"] == b"5" and b"CorruptEntry" in letter[b"e"]
+    await wb.aclose()
+
+
+async def test_get_serves_the_newest_write_while_an_older_one_is_flushed(
+    client: Any, repo: Repo
+) -> None:
+    wb = behind(client, repo, shards=1)
+    entry = wb.layout.entry(0, "1")
+    await wb.write({"id": 1, "name": "first", "seq": 1})
+    repo.gate = True
+    flushing = start(wb.flush)
+    await repo.entered.wait()  # "first" is being committed
+    await wb.write({"id": 1, "name": "second", "seq": 2})
+    first_release, repo.release, repo.entered = repo.release, Event(), Event()
+    repo.gate = True
+    first_release.set()
+    await repo.entered.wait()  # "first" was acknowledged; "second" is being committed
+    assert (await repo.rows())[1]["name"] == "first"
+    assert await client.pttl(entry) == -1, "the newer write's entry must not expire unflushed"
+    assert (await wb.get(1))["name"] == "second"
+    repo.release.set()
+    assert await flushing.result() == 2
+    assert (await repo.rows())[1]["name"] == "second"
+    assert await client.pttl(entry) > 0
+    await wb.aclose()
+
+
+async def test_closing_with_redis_down_neither_hangs_nor_raises(
+    repo: Repo, unused_tcp_port: int, caplog: pytest.LogCaptureFixture
+) -> None:
+    from redkit.asyncio import connect
+
+    dead = connect(f"redis://127.0.0.1:{unused_tcp_port}/0", retries=0)
+    wb = WriteBehind(dead, "wb", repo, flusher=True, retry_backoff=FAST)
+    wb.flusher.start()
+    with caplog.at_level(logging.WARNING, logger="redkit.write_behind"):
+        await pause(0.05)
+        await wb.aclose()
+    assert any("stopped without draining" in r.getMessage() for r in caplog.records)
+    await dead.aclose()
