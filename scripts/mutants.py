@@ -54,8 +54,8 @@ MUTANTS = [
     ),
     Mutant(
         "corrupt entries not logged",
-        "src/redkit/_async/cache_aside.py",
-        '        logger.warning("corrupt cache entry %s treated as a miss: %s", key, exc)',
+        "src/redkit/_async/loader.py",
+        '        self.logger.warning("corrupt cache entry %s treated as a miss: %s", key, exc)',
         "        pass",
         ("tests/async_/test_kernel.py", "tests/sync/test_kernel.py"),
     ),
@@ -75,8 +75,8 @@ MUTANTS = [
     ),
     Mutant(
         "a cancelled fetch keeps its lock",
-        "src/redkit/_async/cache_aside.py",
-        "            await self._release(lock, token)\n            raise\n        if value is None",
+        "src/redkit/_async/loader.py",
+        "            await self.release(lock, token)\n            raise\n        if value is None",
         "            raise\n        if value is None",
         ("tests/test_async_cancellation.py",),
     ),
