@@ -9,20 +9,26 @@ for ``redis.asyncio`` clients.
 >>> user = users.get_or_fetch(42, lambda: load_user_from_db(42))
 """
 
+from redkit._core.adaptive_ttl import ArticlePolicy, KeyMetrics, TTLPolicy
 from redkit._core.backoff import Backoff
 from redkit._core.codecs import Codec, Serializer
 from redkit._core.connection_events import ConnectionEvent
 from redkit._core.events import CacheStats, Event, subscribe
+from redkit._core.tiered_stats import TieredStats
+from redkit._sync.adaptive_ttl import AdaptiveTTLCache
 from redkit._sync.cache_aside import CacheAside
 from redkit._sync.connection import connect, embedded_server, replica_client
 from redkit._sync.decorators import cached
 from redkit._sync.repository import Repository
+from redkit._sync.tiered import TieredCache
 from redkit._sync.write_through import WriteThrough
 from redkit.embedded import EmbeddedServer
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "AdaptiveTTLCache",
+    "ArticlePolicy",
     "Backoff",
     "CacheAside",
     "CacheStats",
@@ -30,8 +36,12 @@ __all__ = [
     "ConnectionEvent",
     "EmbeddedServer",
     "Event",
+    "KeyMetrics",
     "Repository",
     "Serializer",
+    "TTLPolicy",
+    "TieredCache",
+    "TieredStats",
     "WriteThrough",
     "__version__",
     "cached",

@@ -298,7 +298,7 @@ class CacheAside:
                     result=None,
                 ) from exc
             raise
-        return (await self.loader.fetch_and_fill(key, lock, mine, fetcher, ttl_ms)).value
+        return await self.loader.fetch_and_fill(key, lock, mine, fetcher, ttl_ms)
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -329,10 +329,7 @@ class CacheAside:
 
     async def _load(self, key: str, fetcher: Fetcher, ttl_ms: int, corrupt: bytes | None) -> Any:
         """A miss: one load (the loader's) for every concurrent caller in this process."""
-        loaded = await self.store.flight(
-            key, lambda: self.loader.load(key, fetcher, ttl_ms, corrupt)
-        )
-        return loaded.value
+        return await self.store.flight(key, lambda: self.loader.load(key, fetcher, ttl_ms, corrupt))
 
     async def _get_or_refresh(self, key: str, fetcher: Fetcher, ttl_ms: int) -> Any:
         """get_or_fetch with XFetch: occasionally refresh a hit before it expires."""

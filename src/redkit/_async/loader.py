@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 import secrets
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, NamedTuple
+from typing import Any
 
 from redkit._acompat import ASYNC, call_fetcher, sleep
 from redkit._async.store import Store
@@ -47,14 +47,6 @@ _MAX_POLL = 0.1
 def token() -> str:
     """A fresh fill-lock token (random, unique to one caller)."""
     return secrets.token_hex(16)
-
-
-class Loaded(NamedTuple):
-    """A load's outcome: the value (None for a negative entry) and whether Redis holds it
-    now (found there, or filled by this load); False when the fill was refused or failed."""
-
-    value: Any
-    cached: bool
 
 
 class _Missing:
@@ -148,7 +140,7 @@ class Loader:
 
     # -- loading ---------------------------------------------------------------------------
 
-    async def load(self, key: str, fetcher: Fetcher, ttl_ms: int, corrupt: bytes | None) -> Loaded:
+    async def load(self, key: str, fetcher: Fetcher, ttl_ms: int, corrupt: bytes | None) -> Any:
         """A miss: wait for another process's fetch, or take the fill lock and fetch.
 
         ``corrupt``: the undecodable bytes the caller found, removed first unless replaced.
@@ -181,7 +173,7 @@ class Loader:
                         self.corrupt(key, exc)
                         await self.store.run(_COMPARE_AND_DELETE, [key], [data])
                         continue
-                    return Loaded(None if value is NEGATIVE else value, True)
+                    return None if value is NEGATIVE else value
                 if data:  # this caller holds the lock
                     break
                 if not waited:
@@ -190,17 +182,17 @@ class Loader:
                 if self.clock.monotonic() >= deadline:
                     self.events.emit(Event.LOCK_WAIT_EXPIRED)
                     self.logger.warning("gave up waiting for another fetch of %s; fetching", key)
-                    return Loaded(await self.fetch(fetcher), False)
+                    return await self.fetch(fetcher)
                 await sleep(delay)
                 delay = min(delay * 2, _MAX_POLL)
         except BackendError as exc:
             self.policy.read_failed(exc)
-            return Loaded(await self.fetch(fetcher), False)
+            return await self.fetch(fetcher)
         return await self.fetch_and_fill(key, lock, mine, fetcher, ttl_ms)
 
     async def fetch_and_fill(
         self, key: str, lock: str, token: str, fetcher: Fetcher, ttl_ms: int
-    ) -> Loaded:
+    ) -> Any:
         """Fetch while holding the fill lock, then store the value if the lock still holds."""
         started = self.clock.monotonic()
         try:
@@ -213,7 +205,7 @@ class Loader:
         if value is None:
             if not self.negative_ttl_ms:
                 await self.release(lock, token)
-                return Loaded(None, False)
+                return None
             ttl_ms = self.negative_ttl_ms
         keys = [key, lock, *(companion(key, role) for role in self.follow)]
         try:
@@ -223,11 +215,11 @@ class Loader:
             if not isinstance(exc, RedkitError):
                 raise
             self.policy.fill_failed(exc)
-            return Loaded(value, False)
+            return value
         if not stored:
             self.events.emit(Event.FILL_REFUSED)
             self.logger.debug("fill of %s refused: invalidated or set while fetching", key)
-        return Loaded(value, bool(stored))
+        return value
 
     async def fetch(self, fetcher: Fetcher) -> Any:
         """Ask the source of truth (counted)."""

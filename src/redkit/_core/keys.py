@@ -27,6 +27,9 @@ class Companion(enum.StrEnum):
 
     #: the fill lock (lease) of a cache entry; set/invalidate delete it to revoke fills
     LOCK = "lock"
+    #: AdaptiveTTLCache: an entry's shared read statistics (a hash: hits, misses, last hit
+    #: in server milliseconds); expires with the entry
+    STATS = "stats"
 
 
 #: The byte suffixes of every companion, for sweeps over raw keys.
@@ -115,6 +118,26 @@ class KeySpace:
         if not isinstance(pattern, str) or not pattern:
             raise InvalidKey(f"pattern must be a non-empty str, got {pattern!r}")
         return f"{escape_glob(self.namespace)}{{{encode_id(pattern)}}}*"
+
+    def id_of(self, raw: bytes) -> str | None:
+        """The id text of ``raw`` if it is an entry key of this namespace (as :meth:`key`
+        wrote it, ``%7D``/``%25`` decoded), else None (companions, other namespaces).
+
+        Ids that differ only in type (``1`` and ``"1"``) share a key, and so an id text.
+        """
+        head = self.namespace.encode() + b"{"
+        if not raw.startswith(head) or not raw.endswith(b"}"):
+            return None
+        inner = raw[len(head) : -1]
+        if not inner or b"}" in inner:
+            return None
+        try:
+            text = inner.decode()
+        except UnicodeDecodeError:
+            return None
+        if "%" in text:
+            text = text.replace("%7D", "}").replace("%25", "%")
+        return text
 
     def entry_of(self, raw: bytes) -> bytes | None:
         """The entry key that ``raw`` (an entry or one of its companions) belongs to, or None.

@@ -296,7 +296,7 @@ class CacheAside:
                     result=None,
                 ) from exc
             raise
-        return (self.loader.fetch_and_fill(key, lock, mine, fetcher, ttl_ms)).value
+        return self.loader.fetch_and_fill(key, lock, mine, fetcher, ttl_ms)
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -327,10 +327,7 @@ class CacheAside:
 
     def _load(self, key: str, fetcher: Fetcher, ttl_ms: int, corrupt: bytes | None) -> Any:
         """A miss: one load (the loader's) for every concurrent caller in this process."""
-        loaded = self.store.flight(
-            key, lambda: self.loader.load(key, fetcher, ttl_ms, corrupt)
-        )
-        return loaded.value
+        return self.store.flight(key, lambda: self.loader.load(key, fetcher, ttl_ms, corrupt))
 
     def _get_or_refresh(self, key: str, fetcher: Fetcher, ttl_ms: int) -> Any:
         """get_or_fetch with XFetch: occasionally refresh a hit before it expires."""

@@ -6,18 +6,24 @@
 >>> user = await users.get_or_fetch(42, load_user_from_db)
 """
 
+from redkit._async.adaptive_ttl import AdaptiveTTLCache
 from redkit._async.cache_aside import CacheAside
 from redkit._async.connection import connect, embedded_server, replica_client
 from redkit._async.decorators import cached
 from redkit._async.repository import Repository
+from redkit._async.tiered import TieredCache
 from redkit._async.write_through import WriteThrough
+from redkit._core.adaptive_ttl import ArticlePolicy, KeyMetrics, TTLPolicy
 from redkit._core.backoff import Backoff
 from redkit._core.codecs import Codec, Serializer
 from redkit._core.connection_events import ConnectionEvent
 from redkit._core.events import CacheStats, Event, subscribe
+from redkit._core.tiered_stats import TieredStats
 from redkit.embedded import EmbeddedServer
 
 __all__ = [
+    "AdaptiveTTLCache",
+    "ArticlePolicy",
     "Backoff",
     "CacheAside",
     "CacheStats",
@@ -25,8 +31,12 @@ __all__ = [
     "ConnectionEvent",
     "EmbeddedServer",
     "Event",
+    "KeyMetrics",
     "Repository",
     "Serializer",
+    "TTLPolicy",
+    "TieredCache",
+    "TieredStats",
     "WriteThrough",
     "cached",
     "connect",
