@@ -101,6 +101,100 @@ MUTANTS.append(
     )
 )
 
+# TieredCache and AdaptiveTTLCache guards.
+_TIERED = ("tests/async_/test_tiered.py", "tests/sync/test_tiered.py")
+_PROCESSES = (
+    "tests/async_/test_tiered_processes.py",
+    "tests/sync/test_tiered_processes.py",
+)
+_ADAPTIVE = ("tests/async_/test_adaptive_ttl.py", "tests/sync/test_adaptive_ttl.py")
+MUTANTS += [
+    Mutant(
+        "an L1 fill ignores its ticket",
+        "src/redkit/_core/l1.py",
+        "            if not ticket.valid:  # voided",
+        "            if False:  # voided",
+        _TIERED,
+    ),
+    Mutant(
+        "a lost invalidation channel leaves L1 as it is",
+        "src/redkit/_core/l1.py",
+        "        with self._lock:\n            self.data.clear()\n            for ticket",
+        "        with self._lock:\n            for ticket",
+        _TIERED,
+    ),
+    Mutant(
+        "a lost invalidation channel leaves L1 as it is (two processes)",
+        "src/redkit/_core/l1.py",
+        "        with self._lock:\n            self.data.clear()\n            for ticket",
+        "        with self._lock:\n            for ticket",
+        _PROCESSES,
+    ),
+    Mutant(
+        "invalidations from Redis are ignored (two processes)",
+        "src/redkit/_async/tiered.py",
+        "        if names:\n            cache.l1.invalidate(names)",
+        "        if False:\n            cache.l1.invalidate(names)",
+        _PROCESSES,
+    ),
+    Mutant(
+        "L1 fills while the channel is down",
+        "src/redkit/_core/l1.py",
+        "            if not self.live:\n                return VOID",
+        "            if False:\n                return VOID",
+        _TIERED,
+    ),
+    Mutant(
+        "set leaves this process's L1 entry",
+        "src/redkit/_async/tiered.py",
+        "            self.l1.invalidate(self._names(key))\n\n    async def invalidate",
+        "            pass\n\n    async def invalidate",
+        _TIERED,
+    ),
+    Mutant(
+        "an invalidation misses the int alias of an id",
+        "src/redkit/_async/tiered.py",
+        "        return [text, int(text)]",
+        "        return [text]",
+        _TIERED,
+    ),
+    Mutant(
+        "an L1 hit does not count as use (FIFO)",
+        "src/redkit/_async/tiered.py",
+        "        self._l1_touch = self.l1.data.move_to_end",
+        "        self._l1_touch = lambda key: None",
+        _TIERED,
+    ),
+    Mutant(
+        "a fill does not align the statistics' expiry",
+        "src/redkit/lua/cache_fill.lua",
+        "for i = 3, #KEYS do",
+        "for i = 3, 2 do",
+        _ADAPTIVE,
+    ),
+    Mutant(
+        "a set does not align the statistics' expiry",
+        "src/redkit/lua/cache_set.lua",
+        "for i = 3, #KEYS do",
+        "for i = 3, 2 do",
+        _ADAPTIVE,
+    ),
+    Mutant(
+        "statistics recreated by a hit never expire",
+        "src/redkit/lua/adaptive_get.lua",
+        "  if redis.call('PTTL', KEYS[2]) < 0 then\n    local ttl",
+        "  if false then\n    local ttl",
+        _ADAPTIVE,
+    ),
+    Mutant(
+        "statistics of an absent entry never expire",
+        "src/redkit/lua/adaptive_get.lua",
+        "if redis.call('PTTL', KEYS[2]) < 0 then\n  redis.call('PEXPIRE', KEYS[2], ARGV[1])",
+        "if false then\n  redis.call('PEXPIRE', KEYS[2], ARGV[1])",
+        _ADAPTIVE,
+    ),
+]
+
 _PLAIN_SET = ROOT / "src/redkit/lua/plain_set.lua"
 
 

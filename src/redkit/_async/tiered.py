@@ -259,7 +259,6 @@ class TieredCache:
         if entry is not None:
             self._count_l1_hit()
             return default if entry[0] is NEGATIVE else entry[0]
-        self.invalidations.start()
         if self.degradation.is_open():
             return default
         ticket = self.l1.begin(name)
@@ -269,6 +268,7 @@ class TieredCache:
             except RedkitError as exc:
                 self.degradation.read_failed(exc)
                 return default
+            self.invalidations.start()  # (once) Redis answers: L1 may fill once it is up
             value = self.loader.decode(key, data)
             if value is MISSING:
                 return default
@@ -286,7 +286,6 @@ class TieredCache:
         if entry is not None:
             self._count_l1_hit()
             return None if entry[0] is NEGATIVE else entry[0]
-        self.invalidations.start()
         if self.degradation.is_open():
             return await self.loader.fetch(fetcher)
         ticket = self.l1.begin(name)
@@ -296,6 +295,7 @@ class TieredCache:
             except RedkitError as exc:
                 self.degradation.read_failed(exc)
                 return await self.loader.fetch(fetcher)
+            self.invalidations.start()
             value = self.loader.decode(key, data)
             if value is not MISSING:
                 self._fill(name, value, ticket)

@@ -119,7 +119,7 @@ class L1:
         """Store ``value`` for ``key`` if ``ticket`` is still valid; how many entries that
         evicted (least recently used first, past ``max_size``), or -1 if it was not stored."""
         with self._lock:
-            if not ticket.valid or not self.live:
+            if not ticket.valid:  # voided, or taken while the channel was down
                 return -1
             data = self.data
             data[key] = (value, self.clock.monotonic() + self.ttl)
