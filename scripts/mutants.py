@@ -182,8 +182,8 @@ MUTANTS += [
     Mutant(
         "statistics recreated by a hit never expire",
         "src/redkit/lua/adaptive_get.lua",
-        "  if redis.call('PTTL', KEYS[2]) < 0 then\n    local ttl",
-        "  if false then\n    local ttl",
+        "  if hits == 1 and redis.call('PTTL', KEYS[2]) < 0 then",
+        "  if false then",
         _ADAPTIVE,
     ),
     Mutant(

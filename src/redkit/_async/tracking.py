@@ -155,7 +155,11 @@ class Invalidations:
             readers = [self._reader(conns, index, heard) for index in range(len(conns))]
             await race([*readers, lambda: self._watch(conns, heard, addresses)], self._interrupt)
         finally:
-            self._conns = []
+            if ASYNC:
+                self._conns = []
+            else:
+                with self._lock:  # no interrupt may write to a connection being closed
+                    self._conns = []
             for conn in conns:
                 await _disconnect(conn)
 
@@ -166,11 +170,12 @@ class Invalidations:
             # Wake the reading threads: the answer to a PING arrives at once, and a reader
             # seeing the session ended returns without an error (nothing to log). A socket
             # that cannot take the PING is broken already: shut it down.
-            for conn in list(self._conns):
-                try:
-                    conn.send_command("PING", check_health=False)
-                except Exception:
-                    interrupt_connection(conn)
+            with self._lock:
+                for conn in self._conns:
+                    try:
+                        conn.send_command("PING", check_health=False)
+                    except Exception:
+                        interrupt_connection(conn)
 
     async def _addresses(self) -> list[Address]:
         """The primaries to listen to: ``[None]`` (the client's server) off a Cluster."""

@@ -1,7 +1,8 @@
 -- adaptive_get: read an entry and record the read in its statistics, in one step.
 -- The statistics (a hash: hits, misses, last = time of the last hit in server milliseconds)
--- expire with the entry: a hit gives statistics without an expiry the entry's (ARGV[2] when
--- the entry has none); a miss gives them ARGV[1], the life of statistics of an absent entry.
+-- expire with the entry: a hit that creates them gives them the entry's expiry (ARGV[2]
+-- when the entry has none); a miss gives them ARGV[1], the life of statistics of an absent
+-- entry; fills and sets give them their entry's (cache_fill.lua, cache_set.lua).
 -- KEYS[1]  entry key
 -- KEYS[2]  statistics key (same hash tag as the entry)
 -- ARGV[1]  time-to-live of the statistics of an absent entry, milliseconds (> 0)
@@ -12,9 +13,11 @@ local time = redis.call('TIME')
 local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
 local entry = redis.call('GET', KEYS[1])
 if entry then
-  redis.call('HINCRBY', KEYS[2], 'hits', 1)
+  local hits = redis.call('HINCRBY', KEYS[2], 'hits', 1)
   redis.call('HSET', KEYS[2], 'last', now)
-  if redis.call('PTTL', KEYS[2]) < 0 then
+  -- Statistics made by a miss, a fill or a set have an expiry: only those this hit has just
+  -- made (hits == 1) may lack one.
+  if hits == 1 and redis.call('PTTL', KEYS[2]) < 0 then
     local ttl = redis.call('PTTL', KEYS[1])
     if ttl < 0 then
       ttl = ARGV[2]
