@@ -166,6 +166,20 @@ MUTANTS += [
         _TIERED,
     ),
     Mutant(
+        "invalidations stay on the old master after a Sentinel failover",
+        "src/redkit/_async/tracking.py",
+        "            if self._sentinel is not None:",
+        "            if False:",
+        ("tests/async_/test_tiered.py::test_after_a_sentinel_failover_l1_follows_the_new_master",),
+    ),
+    Mutant(
+        "a listener that ended without stop() is never started again",
+        "src/redkit/_async/tracking.py",
+        "            if not self._stopping.is_set():\n                self.started = False",
+        "            if False:\n                self.started = False",
+        ("tests/async_/test_tiered.py",),
+    ),
+    Mutant(
         "a fill does not align the statistics' expiry",
         "src/redkit/lua/cache_fill.lua",
         "for i = 3, #KEYS do",

@@ -15,8 +15,8 @@ hook in redis-py, so they are done here, in one place, where an upgrade of redis
 - what a client is: :func:`is_async_client` and :func:`decode_responses_of`, which patterns
   use to refuse a client of the wrong face or one that decodes responses;
 - invalidation connections for ``TieredCache``: :func:`tracking_connection` (a RESP2
-  connection with a client's settings, in no pool), :func:`cluster_primaries` and
-  :func:`interrupt_connection`.
+  connection with a client's settings, in no pool), :func:`cluster_primaries`,
+  :func:`sentinel_master_pool` and :func:`interrupt_connection`.
 
 Nothing here starts I/O. Both faces are here: the connection module picks its own with an
 ``if ASYNC:`` block, so no face is probed at run time.
@@ -33,8 +33,10 @@ import redis
 import redis.asyncio
 import redis.asyncio.client
 import redis.asyncio.cluster
+import redis.asyncio.sentinel
 import redis.client
 import redis.cluster
+import redis.sentinel
 from redis.asyncio.retry import Retry as AsyncRetry
 from redis.exceptions import AuthenticationError
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -529,6 +531,24 @@ def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
+def sentinel_master_pool(client: Any) -> Any | None:
+    """The Sentinel connection pool behind ``client`` if it talks to the master, else None.
+
+    Why: after a failover the old master may stay up, and answer, for a while before it
+    replicates from the new one; an invalidation connection still on it hears of no write.
+    Its ``get_master_address()`` (sync or async, as the pool) asks the sentinels where the
+    master is now; ``is_master`` tells a master pool from a replica one.
+    """
+    pool = getattr(client, "connection_pool", None)
+    sentinel_pools = (
+        redis.sentinel.SentinelConnectionPool,
+        redis.asyncio.sentinel.SentinelConnectionPool,
+    )
+    if isinstance(pool, sentinel_pools) and pool.is_master:
+        return pool
+    return None
+
+
 __all__ = [
     "RETRYABLE_ERRORS",
     "RedisAuthenticationFailed",
@@ -545,6 +565,7 @@ __all__ = [
     "is_async_client",
     "pool_size",
     "retry_policy",
+    "sentinel_master_pool",
     "set_max_redirections",
     "tracking_connection",
     "use_connection_class",

@@ -226,9 +226,11 @@ async def test_ids_of_either_type_are_invalidated_and_bad_ids_never_hit(
     cache = TieredCache(client, "idtypes")
     await cache.set(1, "one")
     await warm(cache, 1, "1")
-    for bad in (True, 1.0):
+    for bad in (True, 1.0, [1], "", None):
         with pytest.raises(InvalidKey):
             await cache.get(bad)  # type: ignore[arg-type]
+        with pytest.raises(InvalidKey):
+            await cache.get_or_fetch(bad, lambda: "never")  # type: ignore[arg-type]
     plain.set("idtypes:{1}", cache.codec.encode("uno"))
     await wait_until(lambda: 1 not in cache.l1 and "1" not in cache.l1)
     assert await cache.get(1) == "uno" and await cache.get("1") == "uno"
@@ -288,6 +290,47 @@ async def test_a_value_redis_rejected_never_enters_l1(private_server: EmbeddedSe
         await client.aclose()
 
 
+@pytest.fixture
+def private_sentinel() -> Iterator[EmbeddedServer]:
+    """A Sentinel group of its own: the test fails it over."""
+    with EmbeddedServer(sentinel=True) as server:
+        yield server
+
+
+def _master(sentinel: Any) -> tuple[str, int]:
+    host, port = sentinel.execute_command("SENTINEL", "GET-MASTER-ADDR-BY-NAME", "mymaster")
+    return host.decode(), int(port)
+
+
+async def test_after_a_sentinel_failover_l1_follows_the_new_master(
+    private_sentinel: EmbeddedServer,
+) -> None:
+    client = connect(private_sentinel.url)
+    first_sentinel = private_sentinel.url.split("//")[1].split(",")[0]
+    sentinel = redis.Redis.from_url(f"redis://{first_sentinel}")
+    try:
+        cache = TieredCache(client, "failover", health_check_interval=0.2)
+        await cache.set(1, "v1")
+        await warm(cache, 1)
+        old = _master(sentinel)
+        sentinel.execute_command("SENTINEL", "FAILOVER", "mymaster")
+        await wait_until(lambda: _master(sentinel) != old)
+        host, port = _master(sentinel)
+        with redis.Redis(host=host, port=port) as new_master:
+            # the old master may still be up, unaware: nobody tells it of this write
+            new_master.set("failover:{1}", cache.codec.encode("v2"))
+            await wait_until(lambda: 1 not in cache.l1, timeout=3)
+            assert await cache.get(1) == "v2"
+            await warm(cache, 1)  # the channel is back, on the new master
+            new_master.set("failover:{1}", cache.codec.encode("v3"))
+            await wait_until(lambda: 1 not in cache.l1, timeout=3)
+        assert await cache.get(1) == "v3"
+        await cache.aclose()
+    finally:
+        sentinel.close()
+        await client.aclose()
+
+
 @pytest.mark.parametrize(
     ("options", "message"),
     [
@@ -323,6 +366,19 @@ async def test_close_stops_the_listener_and_reads_still_work(client: Any) -> Non
         import threading
 
         assert not [t for t in threading.enumerate() if "closing" in t.name]
+
+
+async def test_a_listener_whose_loop_ended_starts_again_on_the_next_read(client: Any) -> None:
+    if not ASYNC:
+        pytest.skip("a thread has no event loop to lose")
+    cache = TieredCache(client, "restart")
+    await cache.set("k", 1)
+    await warm(cache, "k")
+    await cache.store.background.close()  # what an event loop's shutdown does to its tasks
+    assert not cache.l1.live and len(cache.l1) == 0
+    await warm(cache, "k")  # the next read starts a listener again
+    assert cache.invalidations.sessions == 2
+    await cache.aclose()
 
 
 async def test_it_is_a_context_manager(client: Any) -> None:

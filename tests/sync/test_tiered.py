@@ -227,9 +227,11 @@ def test_ids_of_either_type_are_invalidated_and_bad_ids_never_hit(
     cache = TieredCache(client, "idtypes")
     cache.set(1, "one")
     warm(cache, 1, "1")
-    for bad in (True, 1.0):
+    for bad in (True, 1.0, [1], "", None):
         with pytest.raises(InvalidKey):
             cache.get(bad)  # type: ignore[arg-type]
+        with pytest.raises(InvalidKey):
+            cache.get_or_fetch(bad, lambda: "never")  # type: ignore[arg-type]
     plain.set("idtypes:{1}", cache.codec.encode("uno"))
     wait_until(lambda: 1 not in cache.l1 and "1" not in cache.l1)
     assert cache.get(1) == "uno" and cache.get("1") == "uno"
@@ -289,6 +291,47 @@ def test_a_value_redis_rejected_never_enters_l1(private_server: EmbeddedServer) 
         client.close()
 
 
+@pytest.fixture
+def private_sentinel() -> Iterator[EmbeddedServer]:
+    """A Sentinel group of its own: the test fails it over."""
+    with EmbeddedServer(sentinel=True) as server:
+        yield server
+
+
+def _master(sentinel: Any) -> tuple[str, int]:
+    host, port = sentinel.execute_command("SENTINEL", "GET-MASTER-ADDR-BY-NAME", "mymaster")
+    return host.decode(), int(port)
+
+
+def test_after_a_sentinel_failover_l1_follows_the_new_master(
+    private_sentinel: EmbeddedServer,
+) -> None:
+    client = connect(private_sentinel.url)
+    first_sentinel = private_sentinel.url.split("//")[1].split(",")[0]
+    sentinel = redis.Redis.from_url(f"redis://{first_sentinel}")
+    try:
+        cache = TieredCache(client, "failover", health_check_interval=0.2)
+        cache.set(1, "v1")
+        warm(cache, 1)
+        old = _master(sentinel)
+        sentinel.execute_command("SENTINEL", "FAILOVER", "mymaster")
+        wait_until(lambda: _master(sentinel) != old)
+        host, port = _master(sentinel)
+        with redis.Redis(host=host, port=port) as new_master:
+            # the old master may still be up, unaware: nobody tells it of this write
+            new_master.set("failover:{1}", cache.codec.encode("v2"))
+            wait_until(lambda: 1 not in cache.l1, timeout=3)
+            assert cache.get(1) == "v2"
+            warm(cache, 1)  # the channel is back, on the new master
+            new_master.set("failover:{1}", cache.codec.encode("v3"))
+            wait_until(lambda: 1 not in cache.l1, timeout=3)
+        assert cache.get(1) == "v3"
+        cache.close()
+    finally:
+        sentinel.close()
+        client.close()
+
+
 @pytest.mark.parametrize(
     ("options", "message"),
     [
@@ -323,6 +366,18 @@ def test_close_stops_the_listener_and_reads_still_work(client: Any) -> None:
     import threading
 
     assert not [t for t in threading.enumerate() if "closing" in t.name]
+
+
+def test_a_listener_whose_loop_ended_starts_again_on_the_next_read(client: Any) -> None:
+    pytest.skip("a thread has no event loop to lose")
+    cache = TieredCache(client, "restart")
+    cache.set("k", 1)
+    warm(cache, "k")
+    cache.store.background.close()  # what an event loop's shutdown does to its tasks
+    assert not cache.l1.live and len(cache.l1) == 0
+    warm(cache, "k")  # the next read starts a listener again
+    assert cache.invalidations.sessions == 2
+    cache.close()
 
 
 def test_it_is_a_context_manager(client: Any) -> None:

@@ -162,7 +162,10 @@ class TieredCache:
 
     async def get(self, id: KeyId, default: Any = None) -> Any:
         """The cached value of ``id`` (from L1, else Redis), or ``default`` on a miss."""
-        entry = self._l1_get(id)
+        try:
+            entry = self._l1_get(id)
+        except TypeError:  # unhashable: not an id (the slow path says so)
+            entry = None
         if entry is not None and entry[1] > self._now():
             kind = type(id)
             if kind is int or kind is str:  # not True, 1.0... (equal to 1, never valid ids)
@@ -185,7 +188,10 @@ class TieredCache:
         One fetch serves every concurrent miss of ``id``, across processes; falsy values are
         hits; a ``None`` result is cached as a negative entry for ``negative_ttl``.
         """
-        entry = self._l1_get(id)
+        try:
+            entry = self._l1_get(id)
+        except TypeError:
+            entry = None
         if entry is not None and entry[1] > self._now():
             kind = type(id)
             if kind is int or kind is str:

@@ -10,11 +10,15 @@ connection: if it drops, nothing more arrives, so the connection is the channel.
 
 A session connects every primary, then reports :meth:`Handler.up` (reads that start now are
 covered), applies invalidations until a connection fails, a health check gets no answer, the
-set of primaries changes (Cluster: checked every ``interval``) or :meth:`Invalidations.stop`
-is called; then it reports :meth:`Handler.down` (before anything else: the owner must empty
-its cache) and a new session starts after a backoff. A replica that was a primary keeps
-sending invalidations for the writes it replicates, so a failover that keeps the old node
-up loses nothing; one that kills it ends the session.
+set of primaries changes (checked every ``interval``: CLUSTER SLOTS on a Cluster, the
+sentinels' master address behind a Sentinel master) or :meth:`Invalidations.stop` is called;
+then it reports :meth:`Handler.down` (before anything else: the owner must empty its cache)
+and a new session starts after a backoff. A node keeps sending invalidations for the writes
+it replicates, so a Cluster failover that demotes the old primary loses nothing; a failover
+that kills it ends the session; behind Sentinel, the old master may stay up (and hear of no
+write) until Sentinel reconfigures it, so the session ends as soon as the sentinels name
+another master: L1 may serve what the old master said for up to ``interval`` after a
+Sentinel failover.
 """
 
 from __future__ import annotations
@@ -25,7 +29,12 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from redkit._compat import ASYNC, Background, Event, race
-from redkit._redis_compat import cluster_primaries, interrupt_connection, tracking_connection
+from redkit._redis_compat import (
+    cluster_primaries,
+    interrupt_connection,
+    sentinel_master_pool,
+    tracking_connection,
+)
 from redkit.errors import BackendUnavailable
 
 import threading
@@ -86,6 +95,7 @@ class Invalidations:
         self._stopping = Event()
         self._ended = Event()
         self._conns: list[Any] = []
+        self._sentinel = sentinel_master_pool(client)
         self._lock = threading.Lock()
 
     def start(self) -> None:
@@ -112,6 +122,15 @@ class Invalidations:
     # -- the supervisor ---------------------------------------------------------------------
 
     def _supervise(self) -> None:
+        try:
+            self._sessions()
+        finally:
+            # Ended without stop() (its event loop was shut down, say): the next read may
+            # start a listener again, on its own loop.
+            if not self._stopping.is_set():
+                self.started = False
+
+    def _sessions(self) -> None:
         delay = _FIRST_RETRY
         while not self._stopping.is_set():
             began = time.monotonic()
@@ -243,6 +262,11 @@ class Invalidations:
             if self.cluster and self._addresses() != addresses:
                 logger.info("the Cluster's primaries changed: reconnecting invalidations")
                 return
+            if self._sentinel is not None:
+                host, port = self._sentinel.get_master_address()
+                if (str(host), int(port)) != (str(conns[0].host), int(conns[0].port)):
+                    logger.info("Sentinel names a new master: reconnecting invalidations")
+                    return
 
 
 def _disconnect(conn: Any) -> None:
