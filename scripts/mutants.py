@@ -180,6 +180,13 @@ MUTANTS += [
         ("tests/async_/test_tiered.py",),
     ),
     Mutant(
+        "a forked child keeps its parent's L1",
+        "src/redkit/_async/tiered.py",
+        "        for cache in list(_CACHES):\n            cache._after_fork()",
+        "        for cache in list(_CACHES):\n            pass",
+        ("tests/test_tiered_fork.py",),
+    ),
+    Mutant(
         "a fill does not align the statistics' expiry",
         "src/redkit/lua/cache_fill.lua",
         "for i = 3, #KEYS do",

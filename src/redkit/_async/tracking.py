@@ -106,6 +106,8 @@ class Invalidations:
                 return
             self.started = True
         else:
+            if self.started:  # every read of Redis asks: skip the lock once started
+                return
             with self._lock:
                 if self.started or self._stopping.is_set():
                     return

@@ -100,6 +100,8 @@ class Invalidations:
 
     def start(self) -> None:
         """Start listening in the background (once, and never after :meth:`stop`)."""
+        if self.started:  # every read of Redis asks: skip the lock once started
+            return
         with self._lock:
             if self.started or self._stopping.is_set():
                 return
