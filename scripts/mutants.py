@@ -184,7 +184,14 @@ MUTANTS += [
         "src/redkit/_async/tiered.py",
         "        for cache in list(_CACHES):\n            cache._after_fork()",
         "        for cache in list(_CACHES):\n            pass",
-        ("tests/test_tiered_fork.py",),
+        ("tests/test_tiered_threads.py",),
+    ),
+    Mutant(
+        "an interrupt connects a connection another thread is setting up",
+        "src/redkit/_async/tracking.py",
+        "                    if self._subscribed and is_connected(conn):",
+        "                    if True:",
+        ("tests/test_tiered_threads.py",),
     ),
     Mutant(
         "a fill does not align the statistics' expiry",

@@ -16,7 +16,7 @@ hook in redis-py, so they are done here, in one place, where an upgrade of redis
   use to refuse a client of the wrong face or one that decodes responses;
 - invalidation connections for ``TieredCache``: :func:`tracking_connection` (a RESP2
   connection with a client's settings, in no pool), :func:`cluster_primaries`,
-  :func:`sentinel_master_pool` and :func:`interrupt_connection`.
+  :func:`sentinel_master_pool`, :func:`is_connected` and :func:`interrupt_connection`.
 
 Nothing here starts I/O. Both faces are here: the connection module picks its own with an
 ``if ASYNC:`` block, so no face is probed at run time.
@@ -496,6 +496,20 @@ def tracking_connection(client: Any, address: tuple[str, int] | None = None) -> 
     return cls(**kwargs)
 
 
+def is_connected(conn: Any) -> bool:
+    """Whether redis-py connection ``conn`` (either face) has an open socket.
+
+    Why: sending on a closed connection makes redis-py connect it again, handshake included,
+    in the sending thread; a thread that only wants to wake a reader must not do that. The
+    asyncio connections have ``is_connected``; the sync ones only from redis-py 6.4, so their
+    ``_sock`` is read (what ``is_connected`` reads).
+    """
+    state = getattr(conn, "is_connected", None)
+    if isinstance(state, bool):
+        return state
+    return _sync_connected(conn)
+
+
 def interrupt_connection(conn: Any) -> None:
     """Wake a thread blocked reading sync connection ``conn``: its read fails at once.
 
@@ -563,6 +577,7 @@ __all__ = [
     "hooked_connection_class",
     "interrupt_connection",
     "is_async_client",
+    "is_connected",
     "pool_size",
     "retry_policy",
     "sentinel_master_pool",

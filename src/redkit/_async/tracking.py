@@ -31,6 +31,7 @@ from redkit._acompat import ASYNC, Background, Event, race
 from redkit._redis_compat import (
     cluster_primaries,
     interrupt_connection,
+    is_connected,
     sentinel_master_pool,
     tracking_connection,
 )
@@ -95,6 +96,7 @@ class Invalidations:
         self._stopping = Event()
         self._ended = Event()
         self._conns: list[Any] = []
+        self._subscribed = False  # every connection of the session is past its handshake
         self._sentinel = sentinel_master_pool(client)
         if not ASYNC:
             self._lock = threading.Lock()
@@ -125,6 +127,7 @@ class Invalidations:
         self._stopping = Event()
         self._ended = Event()
         self._conns = []
+        self._subscribed = False
         if not ASYNC:
             self._lock = threading.Lock()
 
@@ -168,6 +171,11 @@ class Invalidations:
                 conn = tracking_connection(self.client, address)
                 conns.append(conn)
                 await self._subscribe(conn)
+            if ASYNC:
+                self._subscribed = True
+            else:
+                with self._lock:
+                    self._subscribed = True
             if self._stopping.is_set():
                 return
             heard = [time.monotonic()] * len(conns)
@@ -177,10 +185,10 @@ class Invalidations:
             await race([*readers, lambda: self._watch(conns, heard, addresses)], self._interrupt)
         finally:
             if ASYNC:
-                self._conns = []
+                self._conns, self._subscribed = [], False
             else:
                 with self._lock:  # no interrupt may write to a connection being closed
-                    self._conns = []
+                    self._conns, self._subscribed = [], False
             for conn in conns:
                 await _disconnect(conn)
 
@@ -189,14 +197,18 @@ class Invalidations:
         self._ended.set()
         if not ASYNC:
             # Wake the reading threads: the answer to a PING arrives at once, and a reader
-            # seeing the session ended returns without an error (nothing to log). A socket
-            # that cannot take the PING is broken already: shut it down.
+            # seeing the session ended returns without an error (nothing to log). A
+            # connection still being set up (another thread is in its handshake) or one that
+            # cannot take the PING is shut down instead: its reader fails at once.
             with self._lock:
                 for conn in self._conns:
-                    try:
-                        conn.send_command("PING", check_health=False)
-                    except Exception:
-                        interrupt_connection(conn)
+                    if self._subscribed and is_connected(conn):
+                        try:
+                            conn.send_command("PING", check_health=False)
+                            continue
+                        except Exception:
+                            pass
+                    interrupt_connection(conn)
 
     async def _addresses(self) -> list[Address]:
         """The primaries to listen to: ``[None]`` (the client's server) off a Cluster."""
@@ -266,6 +278,10 @@ class Invalidations:
         while True:
             asked = time.monotonic()
             for conn in conns:
+                if not is_connected(conn):  # its reader failed: never connect it again here
+                    raise BackendUnavailable(
+                        f"the invalidation connection to {_where(conn)} closed"
+                    )
                 await conn.send_command("PING", check_health=False)
             if await self._ended.wait(self.interval):
                 return
