@@ -24,6 +24,11 @@ SCENARIOS = (
     "tiered_hits",
     "tiered_invalidation",
     "adaptive_ttl",
+    "locks",
+    "lock_handoff",
+    "sessions",
+    "ratelimit",
+    "ratelimit_async",
 )
 
 
@@ -46,6 +51,16 @@ def _scenario(name: str) -> Callable[[Settings], Comparison]:
         from .tiered import run_invalidation as run
     elif name == "adaptive_ttl":
         from .adaptive_ttl import run
+    elif name == "locks":
+        from .locks import run
+    elif name == "lock_handoff":
+        from .locks import run_handoff as run
+    elif name == "sessions":
+        from .sessions import run
+    elif name == "ratelimit":
+        from .ratelimit import run
+    elif name == "ratelimit_async":
+        from .ratelimit import run_async as run
     else:
         from .async_hits import run_hot_key as run
     return run
@@ -134,6 +149,7 @@ def main(argv: list[str] | None = None) -> int:
             _print(comparison)
             failed += sum(not ok for _, _, ok in comparison.verdicts())
             failed += sum(not check.ok for check in comparison.checks)
+            failed += getattr(comparison, "failed", 0)
     print(f"{failed} target(s) failed" if failed else "all targets met")
     return 0
 

@@ -1,4 +1,4 @@
-"""9. AdaptiveTTLCache.get: one round trip per read, statistics included.
+"""AdaptiveTTLCache.get: one round trip per read, statistics included.
 
 Sync hits on one connection, 1 KB JSON documents: ``AdaptiveTTLCache.get`` (one script that
 reads the entry and records the hit next to it) against ``CacheAside.get`` (a GET) and raw
@@ -76,7 +76,7 @@ def run(cfg: Settings) -> Comparison:
         client.execute_command = real  # type: ignore[method-assign]
     server = _commandstats(client).get("evalsha", 0) / reads
     sent_per_read = len(sent) / reads
-    comparison = Comparison("9. AdaptiveTTLCache.get, sync, one connection (1 KB JSON)", RAW)
+    comparison = Comparison("AdaptiveTTLCache.get, sync, one connection (1 KB JSON)", RAW)
     comparison.rows = [Row(name, rate) for name, rate in rates.items()]
     comparison.checks.append(
         Check(

@@ -1,4 +1,4 @@
-"""6. In-process stores for TieredCache's L1: what redkit uses against cachebox, cachetools, theine.
+"""In-process stores for TieredCache's L1: what redkit uses against cachebox, cachetools, theine.
 
 L1 needs a bounded store with a TTL per entry and a real eviction policy (LRU or better), a
 cheap hit, a cheap insert that evicts, and a cheap delete (invalidations). Each contender is
@@ -203,7 +203,7 @@ def run(cfg: Settings) -> Comparison:
     available = {name: ops_ for name, ops_ in stores.items() if ops_ is not None}
     baseline = "redkit OrderedDict LRU"
     comparison = Comparison(
-        f"6. L1 stores, {SIZE:,} entries, one thread",
+        f"L1 stores, {SIZE:,} entries, one thread",
         f"{baseline}: {GET}",
     )
     for op in (GET, INSERT, DELETE):

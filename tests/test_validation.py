@@ -24,7 +24,9 @@ def face(request: pytest.FixtureRequest) -> Any:
 
 
 @pytest.mark.parametrize("name", ["ttl", "lock_ttl"])
-@pytest.mark.parametrize("bad", [-1, 0, float("nan"), float("inf"), "10", True, None, 1e16])
+@pytest.mark.parametrize(
+    "bad", [-1, 0, float("nan"), float("inf"), "10", True, None, 1e16, 1.7e305, 2**80]
+)
 def test_bad_durations_are_refused_at_construction(face: Any, name: str, bad: Any) -> None:
     with pytest.raises(ConfigurationError, match=name):
         face.CacheAside(face.connect(NOWHERE), "v", **{name: bad})

@@ -252,3 +252,44 @@ def start_tiered_processes(url: str, face: str, prefix: str, names: list[str]) -
     result = pool.starmap_async(tiered_process, [(url, face, prefix, name) for name in names])
     pool.close()  # no more tasks
     return Running(pool, result)
+
+
+def lock_worker(url: str, face: str, name: str, rounds: int) -> list[tuple[int, int, int]]:
+    """Take lock ``name`` ``rounds`` times; the history of (enter, exit, fencing token)."""
+    if face == "async":
+        return asyncio.run(_lock_worker_async(url, name, rounds))
+    client = redkit.connect(url)
+    lock = redkit.Lock(client, name, ttl=10)
+    history = []
+    for _ in range(rounds):
+        with lock:
+            entered = time.monotonic_ns()
+            history.append((entered, time.monotonic_ns(), lock.fencing_token))
+    client.close()
+    return history
+
+
+async def _lock_worker_async(url: str, name: str, rounds: int) -> list[tuple[int, int, int]]:
+    client = redkit.asyncio.connect(url)
+    lock = redkit.asyncio.Lock(client, name, ttl=10)
+    history = []
+    for _ in range(rounds):
+        async with lock:
+            entered = time.monotonic_ns()
+            await asyncio.sleep(0)
+            history.append((entered, time.monotonic_ns(), lock.fencing_token))
+    await lock.aclose()
+    await client.aclose()
+    return history
+
+
+def run_lock_workers(
+    url: str, face: str, name: str, processes: int, rounds: int
+) -> list[tuple[int, int, int]]:
+    """Run :func:`lock_worker` in ``processes`` fresh interpreters at once; merged history."""
+    context = multiprocessing.get_context("spawn")
+    with context.Pool(processes) as pool:
+        per_process = pool.starmap(
+            lock_worker, [(url, face, name, rounds)] * processes, chunksize=1
+        )
+    return [section for history in per_process for section in history]

@@ -14,12 +14,33 @@ from redkit._core.backoff import Backoff
 from redkit._core.codecs import Codec, Serializer
 from redkit._core.connection_events import ConnectionEvent
 from redkit._core.events import CacheStats, Event, subscribe
+from redkit._core.ratelimit import (
+    DecidedBy,
+    LimiterStats,
+    LocalFixedWindowLimiter,
+    LocalGCRALimiter,
+    LocalSlidingWindowCounterLimiter,
+    LocalSlidingWindowLogLimiter,
+    LocalTokenBucketLimiter,
+    RateLimitResult,
+)
 from redkit._core.tiered_stats import TieredStats
 from redkit._sync.adaptive_ttl import AdaptiveTTLCache
 from redkit._sync.cache_aside import CacheAside
 from redkit._sync.connection import connect, embedded_server, replica_client
 from redkit._sync.decorators import cached
+from redkit._sync.lock import Lock
+from redkit._sync.ratelimit import (
+    FixedWindowLimiter,
+    GCRALimiter,
+    SlidingWindowCounterLimiter,
+    SlidingWindowLogLimiter,
+    TokenBucketLimiter,
+    rate_limited,
+)
+from redkit._sync.redlock import Redlock
 from redkit._sync.repository import Repository
+from redkit._sync.sessions import Session, SessionStore
 from redkit._sync.tiered import TieredCache
 from redkit._sync.write_through import WriteThrough
 from redkit.embedded import EmbeddedServer
@@ -34,19 +55,37 @@ __all__ = [
     "CacheStats",
     "Codec",
     "ConnectionEvent",
+    "DecidedBy",
     "EmbeddedServer",
     "Event",
+    "FixedWindowLimiter",
+    "GCRALimiter",
     "KeyMetrics",
+    "LimiterStats",
+    "LocalFixedWindowLimiter",
+    "LocalGCRALimiter",
+    "LocalSlidingWindowCounterLimiter",
+    "LocalSlidingWindowLogLimiter",
+    "LocalTokenBucketLimiter",
+    "Lock",
+    "RateLimitResult",
+    "Redlock",
     "Repository",
     "Serializer",
+    "Session",
+    "SessionStore",
+    "SlidingWindowCounterLimiter",
+    "SlidingWindowLogLimiter",
     "TTLPolicy",
     "TieredCache",
     "TieredStats",
+    "TokenBucketLimiter",
     "WriteThrough",
     "__version__",
     "cached",
     "connect",
     "embedded_server",
+    "rate_limited",
     "replica_client",
     "subscribe",
 ]

@@ -176,6 +176,14 @@ class Background:
         """Run ``fn()`` to completion even if the caller is cancelled meanwhile."""
         self.spawn(fn, what)
 
+    async def shielded(self, fn: Callable[[], Awaitable[T]], what: str) -> T:
+        """``fn()``'s result; if the caller is cancelled meanwhile, ``fn()`` still runs to
+        its end in the background (a lock release must not stop halfway)."""
+        task: asyncio.Task[T] = asyncio.get_running_loop().create_task(fn())  # type: ignore[arg-type]
+        self._adopt(task)
+        task.add_done_callback(_retrieve)
+        return await asyncio.shield(task)
+
     @property
     def running(self) -> int:
         """How many background jobs have not finished yet."""
@@ -201,6 +209,12 @@ class Background:
             raise
         except Exception:
             logger.exception("%s: background %s failed", self.name, what)
+
+
+def _retrieve(task: asyncio.Task[Any]) -> None:
+    """Mark a shielded task's outcome as seen: its caller may have been cancelled."""
+    if not task.cancelled():
+        task.exception()
 
 
 class SharedCall(Generic[T]):

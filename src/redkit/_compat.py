@@ -181,6 +181,10 @@ class Background:
         except Exception:
             logger.exception("%s: %s failed", self.name, what)
 
+    def shielded(self, fn: Callable[[], T], what: str) -> T:
+        """``fn()``'s result (a thread is not cancelled halfway: it simply runs ``fn``)."""
+        return fn()
+
     @property
     def running(self) -> int:
         """How many background threads have not finished yet."""

@@ -298,6 +298,8 @@ def async_hooked_connection_class(
         except _IO_ERRORS as exc:
             _report_once(reporter, self, exc)
             raise
+        except AttributeError as exc:
+            raise _lost_in_use(reporter, self, exc) from exc
 
     async def read_response(self: Any, *args: Any, **kwargs: Any) -> Any:
         try:
@@ -305,6 +307,8 @@ def async_hooked_connection_class(
         except _IO_ERRORS as exc:
             _report_once(reporter, self, exc)
             raise
+        except AttributeError as exc:
+            raise _lost_in_use(reporter, self, exc) from exc
 
     async def can_read(self: Any, *args: Any, **kwargs: Any) -> bool:
         try:
@@ -320,6 +324,22 @@ def async_hooked_connection_class(
             _closed(reporter, self, args, kwargs)
 
     return _subclass(base, locals())
+
+
+def _lost_in_use(reporter: Reporter, conn: Any, error: AttributeError) -> BaseException:
+    """The error to raise for an AttributeError out of an asyncio connection's I/O.
+
+    Why: redis-py's asyncio Cluster client can disconnect a connection another task is using
+    (a re-initialisation after MOVED or a failure closes the nodes' connections), and the
+    write or read then finds no stream (``'NoneType' object has no attribute 'writelines'``).
+    That is a lost connection: raised as one, it is retried and translated like one. Any other
+    AttributeError (the stream is still there) is a bug and is raised as it is.
+    """
+    if getattr(conn, "_writer", None) is not None and getattr(conn, "_reader", None) is not None:
+        return error
+    lost = RedisConnectionError(f"the connection was closed while in use ({error})")
+    _report_once(reporter, conn, lost)
+    return lost
 
 
 def _closed(reporter: Reporter, conn: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:

@@ -21,17 +21,17 @@ import logging
 import math
 import random
 from collections.abc import Callable, Iterable, Mapping
-from types import TracebackType
 from typing import Any
 
 from redkit._acompat import ASYNC, check_fetcher
+from redkit._async.lifecycle import Closeable
 from redkit._async.loader import MISSING, Fetcher, Loader, token
 from redkit._async.store import Store
 from redkit._core.clock import SYSTEM_CLOCK, Clock
 from redkit._core.codecs import DEFAULT_MAX_VALUE_SIZE, NEGATIVE, Codec, Serializer, SerializerName
 from redkit._core.degradation import Degradation, OnError
 from redkit._core.events import CacheStats, Event, Events
-from redkit._core.keys import Companion, KeyId, KeySpace, companion, companions
+from redkit._core.keys import Companion, KeyId, KeySpace, companion
 from redkit._core.ttl import non_negative, seconds_to_ms
 from redkit._scripts import script
 from redkit.errors import BackendError, CorruptEntry, InvalidationPending, RedkitError
@@ -48,7 +48,7 @@ _GET_WITH_TTL = script("cache_get_with_ttl")
 _UNLINK_BATCH = 500
 
 
-class CacheAside:
+class CacheAside(Closeable):
     """A cache in front of any source of truth, keyed by ``prefix[:vN]:{id}``.
 
     ``ttl``: seconds an entry lives; ``negative_ttl``: seconds a ``None`` from the fetcher is
@@ -246,7 +246,9 @@ class CacheAside:
     async def invalidate(self, id: KeyId) -> bool:
         """Remove ``id``'s entry and revoke any fill in progress; whether an entry existed."""
         key = self.keys.key(id)
-        return bool(await self.store.write(_INVALIDATE, [key, *companions(key)], entries=[key]))
+        return bool(
+            await self.store.write(_INVALIDATE, [key, *self.keys.companions(key)], entries=[key])
+        )
 
     async def invalidate_pattern(self, pattern: str) -> int:
         """Remove the entries whose id matches glob ``pattern``; how many were removed.
@@ -305,17 +307,6 @@ class CacheAside:
     async def aclose(self) -> None:
         """Stop this cache's background work (reads in flight, lock clean-ups); not the client."""
         await self.store.aclose()
-
-    async def __aenter__(self) -> CacheAside:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
     # -- internals -----------------------------------------------------------------------
 

@@ -278,7 +278,7 @@ def _embedded(spec: EmbeddedSpec, options: ConnectOptions) -> Redis | RedisClust
     compat.attach(client, "embedded_server", server)
     # The server lives as long as the client (and EmbeddedServer stops it at exit anyway).
     weakref.finalize(client, server.stop)
-    logger.debug("started embedded server %s", server.url)
+    logger.debug("started embedded server %s", server.masked_url)
     return client
 
 

@@ -89,7 +89,7 @@ class Loader:
         store: Store,
         codec: Codec,
         events: Events,
-        policy: Degradation,
+        policy: Degradation[Any],
         *,
         clock: Clock,
         lock_ttl_ms: int,

@@ -33,10 +33,10 @@ from __future__ import annotations
 
 import logging
 import re
-from types import TracebackType
 from typing import Any
 
 from redkit._acompat import ASYNC, check_fetcher
+from redkit._async.lifecycle import Closeable
 from redkit._async.loader import MISSING, Fetcher, Loader
 from redkit._async.store import Store
 from redkit._async.tracking import Invalidations
@@ -44,7 +44,7 @@ from redkit._core.clock import SYSTEM_CLOCK, Clock
 from redkit._core.codecs import DEFAULT_MAX_VALUE_SIZE, NEGATIVE, Codec, Serializer, SerializerName
 from redkit._core.degradation import Degradation, OnError
 from redkit._core.events import Event, Events
-from redkit._core.keys import Companion, KeyId, KeySpace, companion, companions, id_text
+from redkit._core.keys import Companion, KeyId, KeySpace, companion, id_text
 from redkit._core.l1 import L1
 from redkit._core.tiered_stats import TieredStats
 from redkit._core.ttl import non_negative, seconds_to_ms
@@ -62,7 +62,7 @@ _INVALIDATE = script("cache_invalidate")
 _CANONICAL_INT = re.compile(r"0|-?[1-9][0-9]*")
 
 
-class TieredCache:
+class TieredCache(Closeable):
     """An in-process LRU in front of Redis that every process's writes invalidate.
 
     ``l2_ttl``: seconds an entry lives in Redis; ``l1_max_size``: entries in L1 at most;
@@ -232,7 +232,11 @@ class TieredCache:
         entry existed in Redis."""
         key = self.keys.key(id)
         try:
-            return bool(await self.store.write(_INVALIDATE, [key, *companions(key)], entries=[key]))
+            return bool(
+                await self.store.write(
+                    _INVALIDATE, [key, *self.keys.companions(key)], entries=[key]
+                )
+            )
         finally:
             self.l1.invalidate(self._names(key))
 
@@ -243,17 +247,6 @@ class TieredCache:
         self.invalidations.stop()
         await self.store.aclose()
         self.l1.flush(live=False)
-
-    async def __aenter__(self) -> TieredCache:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
     # -- internals -----------------------------------------------------------------------
 

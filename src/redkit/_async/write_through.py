@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from types import TracebackType
 from typing import Any
 
 from redkit._async.cache_aside import CacheAside
+from redkit._async.lifecycle import Closeable
 from redkit._async.repository import Entity, Repository
 from redkit._core.degradation import OnError
 from redkit._core.events import CacheStats
@@ -14,7 +14,7 @@ from redkit._core.keys import KeyId
 from redkit.errors import ConfigurationError, InvalidationPending
 
 
-class WriteThrough:
+class WriteThrough(Closeable):
     """A repository with a cache in front that never ends up older than the repository.
 
     Ids are checked before the repository is touched. After each write the entry is
@@ -94,17 +94,6 @@ class WriteThrough:
         """Stop the cache's background work (pending invalidations are logged, not lost
         silently); not the client or the repository."""
         await self.cache.aclose()
-
-    async def __aenter__(self) -> WriteThrough:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
     async def _refresh(self, id: KeyId, result: Any) -> None:
         """Bring the entry in line with the repository after a write to it."""

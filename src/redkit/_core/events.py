@@ -51,6 +51,28 @@ class Event(enum.StrEnum):
     #: write-through: an invalidation that failed and is retried in the background
     INVALIDATION_PENDING = "invalidation_pending"
     INVALIDATION_RETRIED = "invalidation_retried"
+    # -- locks (Lock, Redlock) --
+    LOCK_ACQUIRED = "lock_acquired"
+    #: an acquire found the lock taken (counted once per acquire call)
+    LOCK_CONTENDED = "lock_contended"
+    LOCK_RELEASED = "lock_released"
+    LOCK_EXTENDED = "lock_extended"
+    #: the watchdog found the lock no longer held (or could not extend it in time)
+    LOCK_LOST = "lock_lost"
+    # -- sessions --
+    SESSION_CREATED = "session_created"
+    SESSION_DESTROYED = "session_destroyed"
+    SESSION_ROTATED = "session_rotated"
+    #: a session's horizon in its user index was lifted (once per ttl/8 of activity)
+    SESSION_INDEX_LIFTED = "session_index_lifted"
+    # -- rate limiting (redkit._async.ratelimit) --
+    #: a limiter admitted / refused a hit, whichever path decided
+    ALLOWED = "allowed"
+    DENIED = "denied"
+    #: a decision made without Redis: by the in-process fallback, or by on_error allow / deny
+    FALLBACK = "fallback"
+    FAILED_OPEN = "failed_open"
+    FAILED_CLOSED = "failed_closed"
 
     # -- TieredCache (HIT and MISS count the Redis tier) --
     #: a read served from the in-process tier (counted with Events.counter)

@@ -6,8 +6,10 @@ the same Cluster slot and one Lua script may touch them all. Redis ends a hash t
 end the tag early (``"}x"`` would otherwise leave an empty tag and scatter an entry and its lock
 over two slots), and distinct ids still give distinct keys.
 
-Every companion suffix is declared here, in :class:`Companion`, and nowhere else: sweeps such
-as ``invalidate_pattern`` delete every declared companion, so none can be forgotten.
+Every companion suffix is declared here, in :class:`Companion`, and nowhere else, with the
+companions each kind of entry has (:data:`CACHE_ENTRY`, :data:`ADAPTIVE_ENTRY`,
+:data:`LOCK_ENTRY`): sweeps such as ``invalidate_pattern`` delete every companion of their
+kind, so none can be forgotten.
 """
 
 from __future__ import annotations
@@ -27,15 +29,23 @@ class Companion(enum.StrEnum):
 
     #: the fill lock (lease) of a cache entry; set/invalidate delete it to revoke fills
     LOCK = "lock"
-    #: AdaptiveTTLCache: an entry's shared read statistics (a hash: hits, misses, last hit
-    #: in server milliseconds); expires with the entry
+    # -- locks (Lock, Redlock) --
+    #: a lock's fencing counter: INCR'd by every acquire, never expires (tokens only grow)
+    FENCE = "fence"
+    #: a lock's wake-up list: a release pushes one signal, a blocked acquire BLPOPs it
+    SIGNAL = "signal"
+    # -- AdaptiveTTLCache --
+    #: an entry's shared read statistics (a hash: hits, misses, last hit in server
+    #: milliseconds); expires with the entry
     STATS = "stats"
 
 
-#: The byte suffixes of every companion, for sweeps over raw keys.
-_COMPANION_SUFFIXES: tuple[tuple[bytes, Companion], ...] = tuple(
-    (f"}}:{role.value}".encode(), role) for role in Companion
-)
+#: The companions each kind of entry has. A KeySpace is made for one kind; its sweeps and
+#: invalidations delete exactly these (a cache sweep must never reset a lock's fencing counter).
+CACHE_ENTRY: tuple[Companion, ...] = (Companion.LOCK,)
+ADAPTIVE_ENTRY: tuple[Companion, ...] = (Companion.LOCK, Companion.STATS)
+LOCK_ENTRY: tuple[Companion, ...] = (Companion.FENCE, Companion.SIGNAL)
+NO_COMPANIONS: tuple[Companion, ...] = ()
 
 
 def escape_glob(text: str) -> str:
@@ -73,11 +83,18 @@ def id_text(id: object) -> str:
 
 
 class KeySpace:
-    """Builds the keys of one namespace (a prefix and an optional version)."""
+    """Builds the keys of one namespace (a prefix and an optional version) for entries of one
+    kind, whose companions are ``kind`` (:data:`CACHE_ENTRY` by default)."""
 
-    __slots__ = ("namespace", "prefix", "version")
+    __slots__ = ("_suffixes", "kind", "namespace", "prefix", "version")
 
-    def __init__(self, prefix: str, version: int | str | None = None) -> None:
+    def __init__(
+        self,
+        prefix: str,
+        version: int | str | None = None,
+        *,
+        kind: tuple[Companion, ...] = CACHE_ENTRY,
+    ) -> None:
         if not isinstance(prefix, str) or not prefix:
             raise InvalidKey(f"prefix must be a non-empty str, got {prefix!r}")
         _no_braces(prefix, "prefix")
@@ -88,6 +105,8 @@ class KeySpace:
         self.prefix = prefix
         self.version = version
         self.namespace = f"{prefix}:" if version is None else f"{prefix}:v{version}:"
+        self.kind = kind
+        self._suffixes = tuple(f"}}:{role.value}".encode() for role in kind)
 
     def key(self, id: KeyId) -> str:
         """The Redis key of ``id``; raises InvalidKey for an empty or non str/int id."""
@@ -143,24 +162,23 @@ class KeySpace:
         """The entry key that ``raw`` (an entry or one of its companions) belongs to, or None.
 
         Used by sweeps over SCAN results: a key of this namespace that is neither an entry
-        nor a declared companion is not ours, and is left alone.
+        nor a companion of this kind is not ours, and is left alone.
         """
         if raw.endswith(b"}"):
             return raw
-        for suffix, _ in _COMPANION_SUFFIXES:
+        for suffix in self._suffixes:
             if raw.endswith(suffix):
                 return raw[: -len(suffix) + 1]
         return None
+
+    def companions(self, key: str) -> list[str]:
+        """Every companion key of entry ``key`` (those of this space's kind)."""
+        return [f"{key}:{role.value}" for role in self.kind]
 
 
 def companion(key: str, role: Companion) -> str:
     """The key of ``key``'s companion ``role`` (same hash tag, same slot)."""
     return f"{key}:{role.value}"
-
-
-def companions(key: str) -> list[str]:
-    """Every declared companion key of ``key``."""
-    return [f"{key}:{role.value}" for role in Companion]
 
 
 def _no_braces(text: str, what: str) -> None:

@@ -19,8 +19,7 @@ def seconds_to_ms(seconds: float, name: str = "ttl") -> int:
         )
     if not math.isfinite(seconds) or seconds <= 0:
         raise ConfigurationError(f"{name} must be a positive number of seconds, got {seconds!r}")
-    ms = max(1, round(seconds * 1000))
-    if ms > MAX_TTL_MS:
+    if seconds > MAX_TTL_MS / 1000 or (ms := max(1, round(seconds * 1000))) > MAX_TTL_MS:
         raise ConfigurationError(
             f"{name}={seconds!r} seconds is longer than the {MAX_TTL_MS // 1000} seconds "
             "redkit can store"

@@ -31,7 +31,8 @@ kernel. Who owns what:
 A new pattern: build a ``KeySpace``, an ``Events(pattern, name, threadsafe=not ASYNC)``, a
 ``Degradation`` if it degrades, and a ``Store(client, keys, pattern=..., events=...)``; read
 with ``store.get``; write with ``store.write`` (so the barrier applies); run background work
-on ``store.background`` and stop it in ``close()`` (``close()`` on the sync face), with
-``__enter__``/``__exit__``. If the pattern needs something the kernel lacks, the kernel
-grows (a primitive in both compat modules, a method on the store), not the pattern.
+on ``store.background`` and stop it in ``close()`` (``close()`` on the sync face);
+subclass ``lifecycle.Closeable`` for context-manager use. If the pattern needs something the
+kernel lacks, the kernel grows (a primitive in both compat modules, a method on the store),
+not the pattern.
 """

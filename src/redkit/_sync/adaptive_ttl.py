@@ -18,10 +18,10 @@ and a fill that a concurrent write revoked is refused.
 from __future__ import annotations
 
 import logging
-from types import TracebackType
 from typing import Any
 
 from redkit._compat import ASYNC, check_fetcher
+from redkit._sync.lifecycle import Closeable
 from redkit._sync.loader import MISSING, Fetcher, Loader
 from redkit._sync.store import Store
 from redkit._core.adaptive_ttl import ArticlePolicy, KeyMetrics, TTLPolicy, check_bounds, clamp
@@ -29,7 +29,7 @@ from redkit._core.clock import SYSTEM_CLOCK, Clock
 from redkit._core.codecs import DEFAULT_MAX_VALUE_SIZE, NEGATIVE, Codec, Serializer, SerializerName
 from redkit._core.degradation import Degradation, OnError
 from redkit._core.events import CacheStats, Events
-from redkit._core.keys import Companion, KeyId, KeySpace, companion, companions
+from redkit._core.keys import ADAPTIVE_ENTRY, Companion, KeyId, KeySpace, companion
 from redkit._core.ttl import non_negative, seconds_to_ms
 from redkit._scripts import script
 from redkit.errors import ConfigurationError, RedkitError
@@ -42,7 +42,7 @@ _SET = script("cache_set")
 _INVALIDATE = script("cache_invalidate")
 
 
-class AdaptiveTTLCache:
+class AdaptiveTTLCache(Closeable):
     """A cache whose entries live as long as their shared read statistics say.
 
     ``min_ttl``/``max_ttl``: bounds (seconds) on every TTL the policy gives; ``base_ttl``: the
@@ -85,7 +85,7 @@ class AdaptiveTTLCache:
                 f"policy must be a function (metrics, now) -> seconds, got {policy!r}"
             )
         self.policy: TTLPolicy = policy
-        self.keys = KeySpace(prefix, version)
+        self.keys = KeySpace(prefix, version, kind=ADAPTIVE_ENTRY)
         self.codec = Codec(
             serializer, compress_threshold=compress_threshold, max_value_size=max_value_size
         )
@@ -216,24 +216,15 @@ class AdaptiveTTLCache:
         """Remove ``id``'s entry and its statistics, revoking any fill in progress; whether
         an entry existed."""
         key = self.keys.key(id)
-        return bool(self.store.write(_INVALIDATE, [key, *companions(key)], entries=[key]))
+        return bool(
+            self.store.write(_INVALIDATE, [key, *self.keys.companions(key)], entries=[key])
+        )
 
     # -- lifecycle -----------------------------------------------------------------------
 
     def close(self) -> None:
         """Stop this cache's background work; not the client."""
         self.store.close()
-
-    def __enter__(self) -> AdaptiveTTLCache:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     # -- internals -----------------------------------------------------------------------
 

@@ -22,17 +22,17 @@ import logging
 import math
 import random
 from collections.abc import Callable, Iterable, Mapping
-from types import TracebackType
 from typing import Any
 
 from redkit._compat import ASYNC, check_fetcher
+from redkit._sync.lifecycle import Closeable
 from redkit._sync.loader import MISSING, Fetcher, Loader, token
 from redkit._sync.store import Store
 from redkit._core.clock import SYSTEM_CLOCK, Clock
 from redkit._core.codecs import DEFAULT_MAX_VALUE_SIZE, NEGATIVE, Codec, Serializer, SerializerName
 from redkit._core.degradation import Degradation, OnError
 from redkit._core.events import CacheStats, Event, Events
-from redkit._core.keys import Companion, KeyId, KeySpace, companion, companions
+from redkit._core.keys import Companion, KeyId, KeySpace, companion
 from redkit._core.ttl import non_negative, seconds_to_ms
 from redkit._scripts import script
 from redkit.errors import BackendError, CorruptEntry, InvalidationPending, RedkitError
@@ -49,7 +49,7 @@ _GET_WITH_TTL = script("cache_get_with_ttl")
 _UNLINK_BATCH = 500
 
 
-class CacheAside:
+class CacheAside(Closeable):
     """A cache in front of any source of truth, keyed by ``prefix[:vN]:{id}``.
 
     ``ttl``: seconds an entry lives; ``negative_ttl``: seconds a ``None`` from the fetcher is
@@ -244,7 +244,9 @@ class CacheAside:
     def invalidate(self, id: KeyId) -> bool:
         """Remove ``id``'s entry and revoke any fill in progress; whether an entry existed."""
         key = self.keys.key(id)
-        return bool(self.store.write(_INVALIDATE, [key, *companions(key)], entries=[key]))
+        return bool(
+            self.store.write(_INVALIDATE, [key, *self.keys.companions(key)], entries=[key])
+        )
 
     def invalidate_pattern(self, pattern: str) -> int:
         """Remove the entries whose id matches glob ``pattern``; how many were removed.
@@ -303,17 +305,6 @@ class CacheAside:
     def close(self) -> None:
         """Stop this cache's background work (reads in flight, lock clean-ups); not the client."""
         self.store.close()
-
-    def __enter__(self) -> CacheAside:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     # -- internals -----------------------------------------------------------------------
 

@@ -32,8 +32,9 @@ from redis.exceptions import NoScriptError
 from redkit._compat import ASYNC, Background, Gate, SharedCall
 from redkit._sync.invalidations import PendingInvalidations
 from redkit._sync.read_batcher import ReadBatcher
+from redkit._sync.script_batcher import ScriptBatcher
 from redkit._core.events import Events
-from redkit._core.keys import KeySpace, companions
+from redkit._core.keys import KeySpace
 from redkit._redis_compat import decode_responses_of, pool_size
 from redkit._scripts import LuaScript, script
 from redkit._translate import REDIS_ERRORS, translate
@@ -58,6 +59,8 @@ Call = Callable[[], T]
 _POOL_SHARE = 0.75
 _MAX_GATE = 1024
 _GATES: weakref.WeakKeyDictionary[Any, Gate] = weakref.WeakKeyDictionary()
+#: SHA1s of the scripts loaded (SCRIPT LOAD on every primary) through each client.
+_LOADED: weakref.WeakKeyDictionary[Any, set[str]] = weakref.WeakKeyDictionary()
 _SCAN_COUNT = 1000
 _INVALIDATE = script("cache_invalidate")
 
@@ -121,6 +124,13 @@ class Store:
             ReadBatcher(client, cluster=self.cluster, gate=self.gate) if batch_reads else None
         )
         self._flights: dict[str, SharedCall[Any]] = {}
+        # redis-py's asyncio Cluster client routes its first commands before it has read
+        # the slot map: concurrent first commands get MOVED, and the re-initialisation that
+        # follows disconnects connections other commands are using (they fail, and replies
+        # can go astray). The store initialises the client once, before its first command.
+        self._cold = self.cluster
+        self._loaded = _LOADED.setdefault(client, set())
+        self._scripts = ScriptBatcher(client, gate=self.gate, eval=self._eval, load=self._load)
         self._flights_lock = threading.Lock()
 
     # -- reads ------------------------------------------------------------------------------
@@ -129,6 +139,8 @@ class Store:
         """The bytes at ``key``, None when missing."""
         if self._pending_keys and key in self._pending_keys:
             self._settle(key)
+        if self._cold:
+            self._warm()
         try:
             if self._reader is not None:
                 return self._reader.get(key)
@@ -143,6 +155,8 @@ class Store:
             for key in keys:
                 if key in self._pending_keys:
                     self._settle(key)
+        if self._cold:
+            self._warm()
         try:
             with self.gate:
                 if self.cluster:
@@ -163,14 +177,42 @@ class Store:
 
     def call(self, *command: Any) -> Any:
         """Run one command (``"SET", key, value, ...``) on the node owning its key."""
+        if self._cold:
+            self._warm()
         try:
             with self.gate:
                 return self.client.execute_command(*command)
         except REDIS_ERRORS as exc:
             raise translate(exc) from exc
 
+    def _warm(self) -> None:
+        """Initialise an asyncio Cluster client before the first command (see __init__)."""
+        self._cold = False
+
+    def call_many(self, commands: Sequence[Sequence[Any]]) -> list[Any]:
+        """Run several commands in one pipeline (non-transactional, any slots); their
+        results in order. An error answer to one is raised after the whole pipeline ran."""
+        if not commands:
+            return []
+        if self._cold:
+            self._warm()
+        try:
+            with self.gate:
+                pipe = self.client.pipeline(transaction=False)
+                for command in commands:
+                    pipe.execute_command(*command)
+                results: list[Any] = pipe.execute(raise_on_error=False)
+        except REDIS_ERRORS as exc:
+            raise translate(exc) from exc
+        for result in results:
+            if isinstance(result, BaseException):
+                raise translate(result) from result
+        return results
+
     def run(self, script: LuaScript, keys: Sequence[str], args: Sequence[Any] = ()) -> Any:
         """Run ``script`` atomically on the node owning ``keys`` (which share a slot)."""
+        if self._cold:
+            self._warm()
         try:
             with self.gate:
                 return self._eval(script, keys, args)
@@ -187,7 +229,11 @@ class Store:
         """
         if not calls:
             return []
+        if self._cold:
+            self._warm()
         try:
+            for script, _, _ in calls:
+                self._load(script)
             with self.gate:
                 pipe = self.client.pipeline(transaction=False)
                 for script, keys, args in calls:
@@ -206,7 +252,25 @@ class Store:
                 raise translate(result) from result
         return results
 
+    def run_batched(
+        self, script: LuaScript, keys: Sequence[str], args: Sequence[Any] = ()
+    ) -> Any:
+        """:meth:`run`, sent in one pipeline with the other calls of this event-loop turn
+        (async face; see :mod:`redkit._sync.script_batcher`); the sync face sends it at once.
+        For hot paths where many callers run short scripts concurrently (rate limits)."""
+        return self._scripts.run(script, keys, args)
+
+    def _load(self, script: LuaScript) -> None:
+        """Load ``script`` on every primary before its first EVALSHA through this client:
+        concurrent first calls would otherwise all answer NOSCRIPT, and a burst of NOSCRIPT
+        errors breaks redis-py's asyncio Cluster connections ("'NoneType' object has no
+        attribute 'writelines'")."""
+        if script.sha not in self._loaded:
+            self.client.script_load(script.source)
+            self._loaded.add(script.sha)
+
     def _eval(self, script: LuaScript, keys: Sequence[str], args: Sequence[Any]) -> Any:
+        self._load(script)
         try:
             return self.client.evalsha(script.sha, len(keys), *keys, *args)
         except NoScriptError:
@@ -262,7 +326,7 @@ class Store:
         return self.pending.add(key)
 
     def _invalidate_now(self, key: str) -> None:
-        self.write(_INVALIDATE, [key, *companions(key)], entries=[key])
+        self.write(_INVALIDATE, [key, *self.keys.companions(key)], entries=[key])
 
     def _settle(self, key: str) -> None:
         """Settle ``key``'s pending invalidation before reading it, or refuse to read it."""
@@ -309,4 +373,5 @@ class Store:
         self.pending.stop()
         if self._reader is not None:
             self._reader.close()
+        self._scripts.close()
         self.background.close()

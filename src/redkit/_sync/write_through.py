@@ -4,10 +4,10 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from types import TracebackType
 from typing import Any
 
 from redkit._sync.cache_aside import CacheAside
+from redkit._sync.lifecycle import Closeable
 from redkit._sync.repository import Entity, Repository
 from redkit._core.degradation import OnError
 from redkit._core.events import CacheStats
@@ -15,7 +15,7 @@ from redkit._core.keys import KeyId
 from redkit.errors import ConfigurationError, InvalidationPending
 
 
-class WriteThrough:
+class WriteThrough(Closeable):
     """A repository with a cache in front that never ends up older than the repository.
 
     Ids are checked before the repository is touched. After each write the entry is
@@ -95,17 +95,6 @@ class WriteThrough:
         """Stop the cache's background work (pending invalidations are logged, not lost
         silently); not the client or the repository."""
         self.cache.close()
-
-    def __enter__(self) -> WriteThrough:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def _refresh(self, id: KeyId, result: Any) -> None:
         """Bring the entry in line with the repository after a write to it."""

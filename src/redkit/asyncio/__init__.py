@@ -10,7 +10,18 @@ from redkit._async.adaptive_ttl import AdaptiveTTLCache
 from redkit._async.cache_aside import CacheAside
 from redkit._async.connection import connect, embedded_server, replica_client
 from redkit._async.decorators import cached
+from redkit._async.lock import Lock
+from redkit._async.ratelimit import (
+    FixedWindowLimiter,
+    GCRALimiter,
+    SlidingWindowCounterLimiter,
+    SlidingWindowLogLimiter,
+    TokenBucketLimiter,
+    rate_limited,
+)
+from redkit._async.redlock import Redlock
 from redkit._async.repository import Repository
+from redkit._async.sessions import Session, SessionStore
 from redkit._async.tiered import TieredCache
 from redkit._async.write_through import WriteThrough
 from redkit._core.adaptive_ttl import ArticlePolicy, KeyMetrics, TTLPolicy
@@ -18,6 +29,16 @@ from redkit._core.backoff import Backoff
 from redkit._core.codecs import Codec, Serializer
 from redkit._core.connection_events import ConnectionEvent
 from redkit._core.events import CacheStats, Event, subscribe
+from redkit._core.ratelimit import (
+    DecidedBy,
+    LimiterStats,
+    LocalFixedWindowLimiter,
+    LocalGCRALimiter,
+    LocalSlidingWindowCounterLimiter,
+    LocalSlidingWindowLogLimiter,
+    LocalTokenBucketLimiter,
+    RateLimitResult,
+)
 from redkit._core.tiered_stats import TieredStats
 from redkit.embedded import EmbeddedServer
 
@@ -29,18 +50,36 @@ __all__ = [
     "CacheStats",
     "Codec",
     "ConnectionEvent",
+    "DecidedBy",
     "EmbeddedServer",
     "Event",
+    "FixedWindowLimiter",
+    "GCRALimiter",
     "KeyMetrics",
+    "LimiterStats",
+    "LocalFixedWindowLimiter",
+    "LocalGCRALimiter",
+    "LocalSlidingWindowCounterLimiter",
+    "LocalSlidingWindowLogLimiter",
+    "LocalTokenBucketLimiter",
+    "Lock",
+    "RateLimitResult",
+    "Redlock",
     "Repository",
     "Serializer",
+    "Session",
+    "SessionStore",
+    "SlidingWindowCounterLimiter",
+    "SlidingWindowLogLimiter",
     "TTLPolicy",
     "TieredCache",
     "TieredStats",
+    "TokenBucketLimiter",
     "WriteThrough",
     "cached",
     "connect",
     "embedded_server",
+    "rate_limited",
     "replica_client",
     "subscribe",
 ]

@@ -1,4 +1,5 @@
-"""``redkit server``: run the bundled Valkey (standalone or a Cluster) until Ctrl-C."""
+"""``redkit server``: run the bundled Valkey (standalone, a Cluster or a Sentinel group) until
+Ctrl-C (or SIGTERM / SIGHUP)."""
 
 from __future__ import annotations
 
@@ -13,9 +14,10 @@ from types import FrameType
 from typing import Any
 
 from rich.console import Console
+from rich.text import Text
 
 from redkit.embedded import EmbeddedServer
-from redkit.errors import RedkitError
+from redkit.errors import ConfigurationError, RedkitError
 
 _POLL_SECONDS = 0.5
 
@@ -34,6 +36,16 @@ def add_parser(subparsers: Any, parent: argparse.ArgumentParser) -> None:
         default=0,
         metavar="N",
         help="start a Cluster of N primaries instead of one standalone server",
+    )
+    parser.add_argument(
+        "--sentinel",
+        action="store_true",
+        help="start a Sentinel group (a primary, a replica, three sentinels) instead",
+    )
+    parser.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="the IP address to listen on (default 127.0.0.1; ::1 for IPv6)",
     )
     parser.add_argument(
         "--binary",
@@ -74,14 +86,21 @@ def run(args: argparse.Namespace) -> int:
     if getattr(args, "url", None):
         console.print("[red]redkit server starts its own server; --url does not apply[/red]")
         return 2
-    if args.cluster < 0:
-        console.print("[red]--cluster must be 0 or a number of primaries[/red]")
+    try:
+        server = EmbeddedServer(
+            cluster=args.cluster, sentinel=args.sentinel, host=args.host, binary=args.binary
+        )
+    except ConfigurationError as exc:
+        _error(console, "bad option", exc)
         return 2
+    except RedkitError as exc:
+        _error(console, "could not start the server", exc)
+        return 1
     with _signals_stop():
         try:
-            server = EmbeddedServer(cluster=args.cluster, binary=args.binary).start()
+            server.start()
         except RedkitError as exc:
-            console.print(f"[red]could not start the server:[/red] {exc}")
+            _error(console, "could not start the server", exc)
             return 1
         except KeyboardInterrupt:  # start() has already stopped what it started
             return 130
@@ -95,6 +114,11 @@ def run(args: argparse.Namespace) -> int:
                 for sig in _STOP_SIGNALS:
                     signal.signal(sig, signal.SIG_IGN)
             server.stop()
+
+
+def _error(console: Console, title: str, exc: Exception) -> None:
+    """``title: message`` with the message as plain text (a log tail may hold ``[...]``)."""
+    console.print(Text.assemble((f"{title}: ", "red"), str(exc)), highlight=False)
 
 
 def _is_main_thread() -> bool:

@@ -20,11 +20,19 @@ from rich.console import Console
 from rich.panel import Panel
 
 import redkit
-from redkit.cli.demo import adaptive_ttl, caching, stampede, tiered
+from redkit.cli.demo import adaptive_ttl, caching, locks, ratelimit, sessions, stampede, tiered
 from redkit.cli.demo._common import BAD, OK, Context
 
 #: The sections, in the order they run.
-SECTIONS: tuple[ModuleType, ...] = (caching, stampede, adaptive_ttl, tiered)
+SECTIONS: tuple[ModuleType, ...] = (
+    caching,
+    stampede,
+    locks,
+    sessions,
+    ratelimit,
+    adaptive_ttl,
+    tiered,
+)
 
 
 def add_parser(subparsers: Any, parent: argparse.ArgumentParser) -> None:
