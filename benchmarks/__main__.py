@@ -19,6 +19,11 @@ SCENARIOS = (
     "hot_key",
     "event_sink",
     "threads",
+    # TieredCache and AdaptiveTTLCache
+    "l1_stores",
+    "tiered_hits",
+    "tiered_invalidation",
+    "adaptive_ttl",
     "locks",
     "lock_handoff",
     "sessions",
@@ -40,6 +45,14 @@ def _scenario(name: str) -> Callable[[Settings], Comparison]:
         from .event_sink import run
     elif name == "threads":
         from .threads import run
+    elif name == "l1_stores":
+        from .l1_stores import run
+    elif name == "tiered_hits":
+        from .tiered import run_hits as run
+    elif name == "tiered_invalidation":
+        from .tiered import run_invalidation as run
+    elif name == "adaptive_ttl":
+        from .adaptive_ttl import run
     elif name == "locks":
         from .locks import run
     elif name == "lock_handoff":
@@ -100,6 +113,9 @@ def _print(comparison: Comparison) -> None:
     for target, ratio, ok in comparison.verdicts():
         verdict = "[green]PASS[/green]" if ok else "[red]FAIL[/red]"
         console.print(f"  target: {target.description}: measured {ratio:.2f}x  {verdict}")
+    for check in comparison.checks:
+        verdict = "[green]PASS[/green]" if check.ok else "[red]FAIL[/red]"
+        console.print(f"  target: {check.description}: measured {check.measured}  {verdict}")
     for note in comparison.notes:
         console.print(f"  note: {note}")
     console.print()
@@ -112,6 +128,8 @@ def _print_plain(comparison: Comparison) -> None:
         print(f"  {row.name:<40} {row.rate:>12,.0f} {row.unit:<8} {row.rate / base:6.2f}x")
     for target, ratio, ok in comparison.verdicts():
         print(f"  target: {target.description}: {ratio:.2f}x {'PASS' if ok else 'FAIL'}")
+    for check in comparison.checks:
+        print(f"  target: {check.description}: {check.measured} {'PASS' if check.ok else 'FAIL'}")
     for note in comparison.notes:
         print(f"  note: {note}")
     print()
@@ -136,6 +154,7 @@ def main(argv: list[str] | None = None) -> int:
             comparison = _scenario(name)(cfg)
             _print(comparison)
             failed += sum(not ok for _, _, ok in comparison.verdicts())
+            failed += sum(not check.ok for check in comparison.checks)
             failed += getattr(comparison, "failed", 0)
     print(f"{failed} target(s) failed" if failed else "all targets met")
     return 0

@@ -125,12 +125,22 @@ class Target:
 
 
 @dataclass
+class Check:
+    """A claim that is not a ratio (a rate floor, a latency ceiling), judged by the scenario."""
+
+    description: str
+    measured: str
+    ok: bool
+
+
+@dataclass
 class Comparison:
     title: str
     baseline: str
     rows: list[Row] = field(default_factory=list)
     targets: list[Target] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    checks: list[Check] = field(default_factory=list)
 
     def rate(self, name: str) -> float:
         return next(row.rate for row in self.rows if row.name == name)

@@ -54,8 +54,8 @@ MUTANTS = [
     ),
     Mutant(
         "corrupt entries not logged",
-        "src/redkit/_async/cache_aside.py",
-        '        logger.warning("corrupt cache entry %s treated as a miss: %s", key, exc)',
+        "src/redkit/_async/loader.py",
+        '        self.logger.warning("corrupt cache entry %s treated as a miss: %s", key, exc)',
         "        pass",
         ("tests/async_/test_kernel.py", "tests/sync/test_kernel.py"),
     ),
@@ -75,8 +75,8 @@ MUTANTS = [
     ),
     Mutant(
         "a cancelled fetch keeps its lock",
-        "src/redkit/_async/cache_aside.py",
-        "            await self._release(lock, token)\n            raise\n        if value is None",
+        "src/redkit/_async/loader.py",
+        "            await self.release(lock, token)\n            raise\n        if value is None",
         "            raise\n        if value is None",
         ("tests/test_async_cancellation.py",),
     ),
@@ -185,6 +185,128 @@ MUTANTS.append(
         ("tests/async_/test_degradation.py",),
     )
 )
+
+# TieredCache and AdaptiveTTLCache guards.
+_TIERED = ("tests/async_/test_tiered.py", "tests/sync/test_tiered.py")
+_PROCESSES = (
+    "tests/async_/test_tiered_processes.py",
+    "tests/sync/test_tiered_processes.py",
+)
+_ADAPTIVE = ("tests/async_/test_adaptive_ttl.py", "tests/sync/test_adaptive_ttl.py")
+MUTANTS += [
+    Mutant(
+        "an L1 fill ignores its ticket",
+        "src/redkit/_core/l1.py",
+        "            if not ticket.valid:  # voided",
+        "            if False:  # voided",
+        _TIERED,
+    ),
+    Mutant(
+        "a lost invalidation channel leaves L1 as it is",
+        "src/redkit/_core/l1.py",
+        "        with self._lock:\n            self.data.clear()\n            for ticket",
+        "        with self._lock:\n            for ticket",
+        _TIERED,
+    ),
+    Mutant(
+        "a lost invalidation channel leaves L1 as it is (two processes)",
+        "src/redkit/_core/l1.py",
+        "        with self._lock:\n            self.data.clear()\n            for ticket",
+        "        with self._lock:\n            for ticket",
+        _PROCESSES,
+    ),
+    Mutant(
+        "invalidations from Redis are ignored (two processes)",
+        "src/redkit/_async/tiered.py",
+        "        if names:\n            cache.l1.invalidate(names)",
+        "        if False:\n            cache.l1.invalidate(names)",
+        _PROCESSES,
+    ),
+    Mutant(
+        "L1 fills while the channel is down",
+        "src/redkit/_core/l1.py",
+        "            if not self.live:\n                return VOID",
+        "            if False:\n                return VOID",
+        _TIERED,
+    ),
+    Mutant(
+        "set leaves this process's L1 entry",
+        "src/redkit/_async/tiered.py",
+        "            self.l1.invalidate(self._names(key))\n\n    async def invalidate",
+        "            pass\n\n    async def invalidate",
+        _TIERED,
+    ),
+    Mutant(
+        "an invalidation misses the int alias of an id",
+        "src/redkit/_async/tiered.py",
+        "        return [text, int(text)]",
+        "        return [text]",
+        _TIERED,
+    ),
+    Mutant(
+        "an L1 hit does not count as use (FIFO)",
+        "src/redkit/_async/tiered.py",
+        "        self._l1_touch = self.l1.data.move_to_end",
+        "        self._l1_touch = lambda key: None",
+        _TIERED,
+    ),
+    Mutant(
+        "invalidations stay on the old master after a Sentinel failover",
+        "src/redkit/_async/tracking.py",
+        "            if self._sentinel is not None:",
+        "            if False:",
+        ("tests/async_/test_tiered.py::test_after_a_sentinel_failover_l1_follows_the_new_master",),
+    ),
+    Mutant(
+        "a listener that ended without stop() is never started again",
+        "src/redkit/_async/tracking.py",
+        "            if not self._stopping.is_set():\n                self.started = False",
+        "            if False:\n                self.started = False",
+        ("tests/async_/test_tiered.py",),
+    ),
+    Mutant(
+        "a forked child keeps its parent's L1",
+        "src/redkit/_async/tiered.py",
+        "        for cache in list(_CACHES):\n            cache._after_fork()",
+        "        for cache in list(_CACHES):\n            pass",
+        ("tests/test_tiered_threads.py",),
+    ),
+    Mutant(
+        "an interrupt connects a connection another thread is setting up",
+        "src/redkit/_async/tracking.py",
+        "                    if self._subscribed and is_connected(conn):",
+        "                    if True:",
+        ("tests/test_tiered_threads.py",),
+    ),
+    Mutant(
+        "a fill does not align the statistics' expiry",
+        "src/redkit/lua/cache_fill.lua",
+        "for i = 3, #KEYS do",
+        "for i = 3, 2 do",
+        _ADAPTIVE,
+    ),
+    Mutant(
+        "a set does not align the statistics' expiry",
+        "src/redkit/lua/cache_set.lua",
+        "for i = 3, #KEYS do",
+        "for i = 3, 2 do",
+        _ADAPTIVE,
+    ),
+    Mutant(
+        "statistics recreated by a hit never expire",
+        "src/redkit/lua/adaptive_get.lua",
+        "  if hits == 1 and redis.call('PTTL', KEYS[2]) < 0 then",
+        "  if false then",
+        _ADAPTIVE,
+    ),
+    Mutant(
+        "statistics of an absent entry never expire",
+        "src/redkit/lua/adaptive_get.lua",
+        "if redis.call('PTTL', KEYS[2]) < 0 then\n  redis.call('PEXPIRE', KEYS[2], ARGV[1])",
+        "if false then\n  redis.call('PEXPIRE', KEYS[2], ARGV[1])",
+        _ADAPTIVE,
+    ),
+]
 
 _PLAIN_SET = ROOT / "src/redkit/lua/plain_set.lua"
 

@@ -28,6 +28,8 @@ def _check_demo_output(out: str) -> None:
         out,
     )
     assert re.search(r"writer killed: [\d,]+ writes had returned, [\d,]+ users; lost: 0 ✓", out)
+    assert re.search(r"hottest product: [\d.]+ h, coldest: [\d.]+ h ✓", out)
+    assert "writes reached the other process's L1, which then read the last one" in out
     assert "all checks passed" in out
 
 

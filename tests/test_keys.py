@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from redis.crc import key_slot
 
 from redkit._core.keys import (
+    ADAPTIVE_ENTRY,
     CACHE_ENTRY,
     LOCK_ENTRY,
     Companion,
@@ -114,12 +115,12 @@ def test_entry_of_recognises_entries_and_their_kinds_companions_only() -> None:
 
 
 def test_every_companion_belongs_to_a_kind() -> None:
-    assert set(Companion) == set(CACHE_ENTRY) | set(LOCK_ENTRY)
+    assert set(Companion) == set(CACHE_ENTRY) | set(ADAPTIVE_ENTRY) | set(LOCK_ENTRY)
 
 
 @given(st.one_of(st.text(min_size=1), st.integers()))
 def test_any_id_gives_one_slot_for_the_entry_and_its_companions(id: str | int) -> None:
-    space = KeySpace("prop", version=2, kind=(*CACHE_ENTRY, *LOCK_ENTRY))
+    space = KeySpace("prop", version=2, kind=(*ADAPTIVE_ENTRY, *LOCK_ENTRY))
     key = space.key(id)
     slot = key_slot(key.encode())
     assert all(key_slot(c.encode()) == slot for c in space.companions(key))

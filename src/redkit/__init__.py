@@ -9,6 +9,7 @@ for ``redis.asyncio`` clients.
 >>> user = users.get_or_fetch(42, lambda: load_user_from_db(42))
 """
 
+from redkit._core.adaptive_ttl import ArticlePolicy, KeyMetrics, TTLPolicy
 from redkit._core.backoff import Backoff
 from redkit._core.codecs import Codec, Serializer
 from redkit._core.connection_events import ConnectionEvent
@@ -23,6 +24,8 @@ from redkit._core.ratelimit import (
     LocalTokenBucketLimiter,
     RateLimitResult,
 )
+from redkit._core.tiered_stats import TieredStats
+from redkit._sync.adaptive_ttl import AdaptiveTTLCache
 from redkit._sync.cache_aside import CacheAside
 from redkit._sync.connection import connect, embedded_server, replica_client
 from redkit._sync.decorators import cached
@@ -38,6 +41,7 @@ from redkit._sync.ratelimit import (
 from redkit._sync.redlock import Redlock
 from redkit._sync.repository import Repository
 from redkit._sync.sessions import Session, SessionStore
+from redkit._sync.tiered import TieredCache
 from redkit._sync.write_behind import WriteBehind
 from redkit._sync.write_through import WriteThrough
 from redkit.embedded import EmbeddedServer
@@ -45,6 +49,8 @@ from redkit.embedded import EmbeddedServer
 __version__ = "0.1.0"
 
 __all__ = [
+    "AdaptiveTTLCache",
+    "ArticlePolicy",
     "Backoff",
     "CacheAside",
     "CacheStats",
@@ -55,6 +61,7 @@ __all__ = [
     "Event",
     "FixedWindowLimiter",
     "GCRALimiter",
+    "KeyMetrics",
     "LimiterStats",
     "LocalFixedWindowLimiter",
     "LocalGCRALimiter",
@@ -70,6 +77,9 @@ __all__ = [
     "SessionStore",
     "SlidingWindowCounterLimiter",
     "SlidingWindowLogLimiter",
+    "TTLPolicy",
+    "TieredCache",
+    "TieredStats",
     "TokenBucketLimiter",
     "WriteBehind",
     "WriteThrough",

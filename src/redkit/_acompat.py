@@ -13,7 +13,7 @@ import asyncio
 import collections
 import inspect
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Generic, TypeVar
 
 from redkit.errors import ConfigurationError
@@ -30,6 +30,7 @@ __all__ = [
     "SharedCall",
     "call_fetcher",
     "check_fetcher",
+    "race",
     "sleep",
 ]
 
@@ -52,6 +53,26 @@ def check_fetcher(fetcher: object) -> None:
     """Refuse a fetcher that cannot be called (any callable may return an awaitable here)."""
     if not callable(fetcher):
         raise ConfigurationError(f"the fetcher must be callable, got {fetcher!r}")
+
+
+async def race(fns: Sequence[Callable[[], Awaitable[Any]]], interrupt: Callable[[], None]) -> None:
+    """Run ``fns`` concurrently until the first one ends; stop the others; re-raise the
+    first one's error, if it failed.
+
+    Here the others are cancelled (after ``interrupt()``, called in both faces); on the sync
+    face ``interrupt`` is what makes them return (close their sockets, set their event).
+    """
+    tasks = [asyncio.ensure_future(fn()) for fn in fns]
+    try:
+        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        interrupt()
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    first = next(iter(done))
+    if not first.cancelled() and first.exception() is not None:
+        raise first.exception()  # type: ignore[misc]
 
 
 class Gate:

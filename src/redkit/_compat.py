@@ -11,7 +11,7 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, Generic, TypeVar
 
 from redkit.errors import ConfigurationError
@@ -28,6 +28,7 @@ __all__ = [
     "SharedCall",
     "call_fetcher",
     "check_fetcher",
+    "race",
     "sleep",
 ]
 
@@ -61,6 +62,45 @@ def check_fetcher(fetcher: object) -> None:
             f"{fetcher!r} is a coroutine function: the sync face cannot await it; "
             "use redkit.asyncio, or pass a plain function"
         )
+
+
+def race(fns: Sequence[Callable[[], Any]], interrupt: Callable[[], None]) -> None:
+    """Run ``fns`` concurrently until the first one ends; stop the others; re-raise the
+    first one's error, if it failed.
+
+    The first runs in this thread, the others in threads of their own. When one ends,
+    ``interrupt()`` is called (from its thread): it must make the others return (close their
+    sockets, set the event they wait on); then every thread is joined.
+    """
+    lock = threading.Lock()
+    outcome: list[BaseException | None] = []
+
+    def run(fn: Callable[[], Any]) -> None:
+        error: BaseException | None = None
+        try:
+            fn()
+        except BaseException as exc:
+            error = exc
+        with lock:
+            first = not outcome
+            if first:
+                outcome.append(error)
+        if first:
+            interrupt()
+
+    threads = [
+        threading.Thread(target=run, args=(fn,), name="redkit race", daemon=True) for fn in fns[1:]
+    ]
+    for thread in threads:
+        thread.start()
+    try:
+        if fns:
+            run(fns[0])
+    finally:
+        for thread in threads:
+            thread.join()
+    if outcome and outcome[0] is not None:
+        raise outcome[0]
 
 
 class Gate:

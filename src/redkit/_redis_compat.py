@@ -13,7 +13,10 @@ hook in redis-py, so they are done here, in one place, where an upgrade of redis
   node pools, closed through each node's ``redis_connection``; ``RedisClusterRequestTTL``;
 - state redkit keeps on the client objects it returns (the embedded server, the Sentinel);
 - what a client is: :func:`is_async_client` and :func:`decode_responses_of`, which patterns
-  use to refuse a client of the wrong face or one that decodes responses.
+  use to refuse a client of the wrong face or one that decodes responses;
+- invalidation connections for ``TieredCache``: :func:`tracking_connection` (a RESP2
+  connection with a client's settings, in no pool), :func:`cluster_primaries`,
+  :func:`sentinel_master_pool`, :func:`is_connected` and :func:`interrupt_connection`.
 
 Nothing here starts I/O. Both faces are here: the connection module picks its own with an
 ``if ASYNC:`` block, so no face is probed at run time.
@@ -30,8 +33,10 @@ import redis
 import redis.asyncio
 import redis.asyncio.client
 import redis.asyncio.cluster
+import redis.asyncio.sentinel
 import redis.client
 import redis.cluster
+import redis.sentinel
 from redis.asyncio.retry import Retry as AsyncRetry
 from redis.exceptions import AuthenticationError
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -477,6 +482,107 @@ def pool_size(client: object) -> int:
     return size if isinstance(size, int) and size > 0 else 100
 
 
+# --------------------------------------------------------------------------- tracking
+
+
+def tracking_connection(client: Any, address: tuple[str, int] | None = None) -> Any:
+    """A new connection, in no pool, to the server ``client`` talks to (to ``address``, a
+    primary, on a Cluster): RESP2, no read timeout. It is not connected yet.
+
+    Why: a CLIENT TRACKING redirect target must speak RESP2 (RESP3 invalidations arrive as
+    push frames redis-py's pub/sub never returns), is subscribed (no other command may use
+    it), and must block on reads for as long as no key changes. redis-py has no public way to
+    open one connection with a client's settings (credentials, TLS, Sentinel, connection
+    hooks), so it is made from the pool's (or a Cluster node's) connection class and
+    arguments: ``connection_pool.connection_class``/``connection_kwargs`` on a ``Redis``,
+    ``node.redis_connection``'s pool on a sync Cluster node, ``node.connection_class``/
+    ``connection_kwargs`` on an asyncio one.
+    """
+    if address is None:
+        pool = client.connection_pool
+        cls, kwargs = pool.connection_class, dict(pool.connection_kwargs)
+    else:
+        nodes = client.get_nodes()
+        if not nodes:
+            raise ConfigurationError("the Cluster client knows no node yet")
+        node = nodes[0]
+        if getattr(node, "redis_connection", None) is not None:
+            pool = node.redis_connection.connection_pool
+            cls, kwargs = pool.connection_class, dict(pool.connection_kwargs)
+        else:
+            cls, kwargs = node.connection_class, dict(node.connection_kwargs)
+        kwargs["host"], kwargs["port"] = address
+    kwargs.update(protocol=2, socket_timeout=None)
+    return cls(**kwargs)
+
+
+def is_connected(conn: Any) -> bool:
+    """Whether redis-py connection ``conn`` (either face) has an open socket.
+
+    Why: sending on a closed connection makes redis-py connect it again, handshake included,
+    in the sending thread; a thread that only wants to wake a reader must not do that. The
+    asyncio connections have ``is_connected``; the sync ones only from redis-py 6.4, so their
+    ``_sock`` is read (what ``is_connected`` reads).
+    """
+    state = getattr(conn, "is_connected", None)
+    if isinstance(state, bool):
+        return state
+    return _sync_connected(conn)
+
+
+def interrupt_connection(conn: Any) -> None:
+    """Wake a thread blocked reading sync connection ``conn``: its read fails at once.
+
+    Why: redis-py's sync connections cannot be interrupted; shutting their socket
+    (``_sock``) down ends a blocking ``recv`` in another thread, which ``close()`` does not
+    reliably do.
+    """
+    sock = getattr(conn, "_sock", None)
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.shutdown(socket.SHUT_RDWR)
+
+
+def cluster_primaries(slots: Any) -> list[tuple[str, int]]:
+    """The ``(host, port)`` of every primary in a ``CLUSTER SLOTS`` reply, sorted.
+
+    Why: redis-py parses the reply into ``{(start, end): {"primary": (host, port), ...}}``;
+    a raw reply (``[[start, end, [host, port, id], ...], ...]``) is read as well.
+    """
+    found: set[tuple[str, int]] = set()
+    if isinstance(slots, dict):
+        for entry in slots.values():
+            host, port = entry["primary"][:2]
+            found.add((_text(host), int(port)))
+    else:
+        for entry in slots or ():
+            host, port = entry[2][:2]
+            found.add((_text(host), int(port)))
+    return sorted(found)
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def sentinel_master_pool(client: Any) -> Any | None:
+    """The Sentinel connection pool behind ``client`` if it talks to the master, else None.
+
+    Why: after a failover the old master may stay up, and answer, for a while before it
+    replicates from the new one; an invalidation connection still on it hears of no write.
+    Its ``get_master_address()`` (sync or async, as the pool) asks the sentinels where the
+    master is now; ``is_master`` tells a master pool from a replica one.
+    """
+    pool = getattr(client, "connection_pool", None)
+    sentinel_pools = (
+        redis.sentinel.SentinelConnectionPool,
+        redis.asyncio.sentinel.SentinelConnectionPool,
+    )
+    if isinstance(pool, sentinel_pools) and pool.is_master:
+        return pool
+    return None
+
+
 __all__ = [
     "RETRYABLE_ERRORS",
     "RedisAuthenticationFailed",
@@ -486,11 +592,16 @@ __all__ = [
     "attach",
     "attached",
     "close_node_pools",
+    "cluster_primaries",
     "decode_responses_of",
     "hooked_connection_class",
+    "interrupt_connection",
     "is_async_client",
+    "is_connected",
     "pool_size",
     "retry_policy",
+    "sentinel_master_pool",
     "set_max_redirections",
+    "tracking_connection",
     "use_connection_class",
 ]

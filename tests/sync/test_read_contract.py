@@ -2,7 +2,8 @@
 """The contract every read path passes (the sync twin is generated).
 
 A read path is one way of reading a cached value: ``get``, ``get_or_fetch``, ``get_many``,
-``cached`` and ``WriteThrough.get`` today; the coming patterns add theirs by writing a small
+``cached``, ``WriteThrough.get``, ``AdaptiveTTLCache.get``/``get_or_fetch`` and
+``TieredCache.get``/``get_or_fetch`` today; the coming patterns add theirs by writing a small
 :class:`ReadPath` adapter and appending it to ``PATHS``. Each inherits the whole suite below:
 falsy values are hits, negative entries, corrupt bytes, fallback when Redis is down, the
 breaker, ``on_error="raise"``, and a pending invalidation.
@@ -19,7 +20,15 @@ import sqlalchemy as sa
 from sqlalchemy import create_engine
 from sqlalchemy.schema import CreateTable
 
-from redkit import CacheAside, WriteBehind, WriteThrough, cached, connect
+from redkit import (
+    AdaptiveTTLCache,
+    CacheAside,
+    TieredCache,
+    WriteBehind,
+    WriteThrough,
+    cached,
+    connect,
+)
 from redkit.errors import BackendUnavailable
 from redkit.integrations.sqlalchemy import SQLAlchemyRepository
 
@@ -37,7 +46,11 @@ class ReadPath:
         self.tmp_path = tmp_path
         self.options = options
         self.source_calls = 0
-        self.cache = CacheAside(client, "contract", **options)
+        self.cache: Any = self.make_cache(client, **options)
+
+    def make_cache(self, client: Any, **options: Any) -> Any:
+        """The cache this path reads through."""
+        return CacheAside(client, "contract", **options)
 
     def prepare(self) -> None:
         """Create whatever the path needs beyond the cache."""
@@ -205,7 +218,56 @@ class _Entries:
         self.store.client.delete(layout.entry(layout.shard_of(str(id)), str(id)))
 
 
-PATHS = [Get, GetOrFetch, GetMany, Cached, WriteThroughGet, WriteBehindGet]
+class AdaptiveGet(ReadPath):
+    name = "AdaptiveTTLCache.get"
+    fetches = False
+
+    def make_cache(self, client: Any, **options: Any) -> Any:
+        return AdaptiveTTLCache(client, "contract", **options)
+
+    def read(self) -> Any:
+        return self.cache.get(self.id())
+
+
+class AdaptiveGetOrFetch(AdaptiveGet):
+    name = "AdaptiveTTLCache.get_or_fetch"
+    fetches = True
+
+    def read(self) -> Any:
+        return self.cache.get_or_fetch(self.id(), self.source)
+
+
+class TieredGet(ReadPath):
+    name = "TieredCache.get"
+    fetches = False
+
+    def make_cache(self, client: Any, **options: Any) -> Any:
+        return TieredCache(client, "contract", **options)
+
+    def read(self) -> Any:
+        return self.cache.get(self.id())
+
+
+class TieredGetOrFetch(TieredGet):
+    name = "TieredCache.get_or_fetch"
+    fetches = True
+
+    def read(self) -> Any:
+        return self.cache.get_or_fetch(self.id(), self.source)
+
+
+PATHS = [
+    Get,
+    GetOrFetch,
+    GetMany,
+    Cached,
+    WriteThroughGet,
+    WriteBehindGet,
+    AdaptiveGet,
+    AdaptiveGetOrFetch,
+    TieredGet,
+    TieredGetOrFetch,
+]
 
 
 @pytest.fixture(params=PATHS, ids=[p.name for p in PATHS])

@@ -60,6 +60,12 @@ else:
 
 T = TypeVar("T")
 
+if ASYNC:
+    #: What :meth:`Store.flight` runs: a coroutine function on this face, a plain one on the other.
+    Call = Callable[[], Awaitable[T]]
+else:
+    Call = Callable[[], T]
+
 #: Share of a client's connection pool that redkit's commands may hold at once, and a cap
 #: for pools that are unbounded in practice (redis-py before 8 defaults to 2**31).
 _POOL_SHARE = 0.75
@@ -366,7 +372,7 @@ class Store:
 
     # -- single-flight ------------------------------------------------------------------------
 
-    async def flight(self, key: str, fn: Callable[[], Awaitable[T]]) -> T:
+    async def flight(self, key: str, fn: Call[T]) -> T:
         """``fn()``'s result, computed once for every caller that asks for ``key`` meanwhile.
 
         Cancelling one caller does not cancel the call for the others; a write to ``key``

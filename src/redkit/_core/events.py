@@ -5,11 +5,17 @@ counts each event and hands it to the listeners (monitoring, Prometheus, OpenTel
 those subscribed to this instance and those subscribed to every instance with
 :func:`subscribe`. Counting is exact under threads when the sink is made ``threadsafe`` (the
 sync face does); the async face counts from one event loop and skips the lock.
+
+A hot path that cannot afford ``emit`` (an in-process cache hit, a few hundred nanoseconds)
+takes a :meth:`Events.counter` instead: exact under threads, a few tens of nanoseconds, read
+back by ``count`` and ``snapshot`` like any other event, but not pushed to listeners one by
+one (they read ``snapshot()``).
 """
 
 from __future__ import annotations
 
 import enum
+import itertools
 import logging
 import threading
 from collections.abc import Callable
@@ -87,6 +93,16 @@ class Event(enum.StrEnum):
     #: dead letters put back on their stream, or dropped as superseded by a newer write
     REPLAYED = "replayed"
     REPLAY_SUPERSEDED = "replay_superseded"
+    # -- TieredCache (HIT and MISS count the Redis tier) --
+    #: a read served from the in-process tier (counted with Events.counter)
+    L1_HIT = "l1_hit"
+    #: an entry pushed out of the in-process tier by its size bound
+    L1_EVICTION = "l1_eviction"
+    #: an invalidation of one key received from Redis (CLIENT TRACKING)
+    INVALIDATION_RECEIVED = "invalidation_received"
+    #: the in-process tier was emptied: Redis said "flush everything", or the invalidation
+    #: channel was lost (it fills again once the channel is back)
+    L1_FLUSH = "l1_flush"
 
 
 class Emitted(NamedTuple):
@@ -124,7 +140,7 @@ class Events:
     ``pattern`` names the kind (``"cache_aside"``), ``name`` the instance (its prefix).
     """
 
-    __slots__ = ("_counts", "_listeners", "_lock", "name", "pattern")
+    __slots__ = ("_counts", "_listeners", "_lock", "_tallies", "name", "pattern")
 
     def __init__(self, pattern: str, name: str, *, threadsafe: bool) -> None:
         self.pattern = pattern
@@ -132,6 +148,8 @@ class Events:
         self._counts: dict[str, int] = {}
         self._lock = threading.Lock() if threadsafe else None
         self._listeners: list[Listener] = []
+        #: event -> (its counter, the counter's value at the last reset)
+        self._tallies: dict[str, tuple[itertools.count[int], int]] = {}
 
     def emit(self, event: Event, count: int = 1) -> None:
         """Record ``count`` occurrences of ``event`` and tell the listeners."""
@@ -145,6 +163,14 @@ class Events:
         if self._listeners or _GLOBAL:
             self._notify(Emitted(self.pattern, self.name, event, count))
 
+    def counter(self, event: Event) -> Callable[[], object]:
+        """A function that counts one ``event`` per call, for hot paths (see the module
+        docstring): exact under threads (one C call under the GIL), not pushed to listeners."""
+        tally = self._tallies.get(event)
+        if tally is None:
+            tally = self._tallies[event] = (itertools.count(), 0)
+        return tally[0].__next__
+
     def listen(self, listener: Listener) -> Callable[[], None]:
         """Call ``listener`` for this instance's events; returns a function that stops it."""
         self._listeners.append(listener)
@@ -157,15 +183,21 @@ class Events:
 
     def count(self, event: Event) -> int:
         """How many times ``event`` was emitted (since creation or :meth:`reset`)."""
-        return self._counts.get(event, 0)
+        count = self._counts.get(event, 0)
+        tally = self._tallies.get(event)
+        return count if tally is None else count + _value(tally[0]) - tally[1]
 
     def snapshot(self) -> dict[str, int]:
         """Every counter, by event name."""
         lock = self._lock
         if lock is None:
-            return dict(self._counts)
-        with lock:
-            return dict(self._counts)
+            counts = dict(self._counts)
+        else:
+            with lock:
+                counts = dict(self._counts)
+        for event, (tally, base) in self._tallies.items():
+            counts[event] = counts.get(event, 0) + _value(tally) - base
+        return counts
 
     def reset(self) -> None:
         """Set every counter back to zero."""
@@ -175,6 +207,8 @@ class Events:
         else:
             with lock:
                 self._counts.clear()
+        for event, (tally, _) in list(self._tallies.items()):
+            self._tallies[event] = (tally, _value(tally))
 
     def _notify(self, emitted: Emitted) -> None:
         for listener in (*self._listeners, *_GLOBAL):
@@ -182,6 +216,11 @@ class Events:
                 listener(emitted)
             except Exception:
                 logger.exception("event listener %r failed", listener)
+
+
+def _value(tally: itertools.count[int]) -> int:
+    """How many times ``tally`` was advanced: its repr is ``count(N)``, N the next value."""
+    return int(repr(tally)[6:-1])
 
 
 class CacheStats:

@@ -7,8 +7,9 @@ end the tag early (``"}x"`` would otherwise leave an empty tag and scatter an en
 over two slots), and distinct ids still give distinct keys.
 
 Every companion suffix is declared here, in :class:`Companion`, and nowhere else, with the
-companions each kind of entry has (:data:`CACHE_ENTRY`, :data:`LOCK_ENTRY`): sweeps such as
-``invalidate_pattern`` delete every companion of their kind, so none can be forgotten.
+companions each kind of entry has (:data:`CACHE_ENTRY`, :data:`ADAPTIVE_ENTRY`,
+:data:`LOCK_ENTRY`): sweeps such as ``invalidate_pattern`` delete every companion of their
+kind, so none can be forgotten.
 """
 
 from __future__ import annotations
@@ -34,11 +35,16 @@ class Companion(enum.StrEnum):
     FENCE = "fence"
     #: a lock's wake-up list: a release pushes one signal, a blocked acquire BLPOPs it
     SIGNAL = "signal"
+    # -- AdaptiveTTLCache --
+    #: an entry's shared read statistics (a hash: hits, misses, last hit in server
+    #: milliseconds); expires with the entry
+    STATS = "stats"
 
 
 #: The companions each kind of entry has. A KeySpace is made for one kind; its sweeps and
 #: invalidations delete exactly these (a cache sweep must never reset a lock's fencing counter).
 CACHE_ENTRY: tuple[Companion, ...] = (Companion.LOCK,)
+ADAPTIVE_ENTRY: tuple[Companion, ...] = (Companion.LOCK, Companion.STATS)
 LOCK_ENTRY: tuple[Companion, ...] = (Companion.FENCE, Companion.SIGNAL)
 NO_COMPANIONS: tuple[Companion, ...] = ()
 
@@ -132,6 +138,26 @@ class KeySpace:
         if not isinstance(pattern, str) or not pattern:
             raise InvalidKey(f"pattern must be a non-empty str, got {pattern!r}")
         return f"{escape_glob(self.namespace)}{{{encode_id(pattern)}}}*"
+
+    def id_of(self, raw: bytes) -> str | None:
+        """The id text of ``raw`` if it is an entry key of this namespace (as :meth:`key`
+        wrote it, ``%7D``/``%25`` decoded), else None (companions, other namespaces).
+
+        Ids that differ only in type (``1`` and ``"1"``) share a key, and so an id text.
+        """
+        head = self.namespace.encode() + b"{"
+        if not raw.startswith(head) or not raw.endswith(b"}"):
+            return None
+        inner = raw[len(head) : -1]
+        if not inner or b"}" in inner:
+            return None
+        try:
+            text = inner.decode()
+        except UnicodeDecodeError:
+            return None
+        if "%" in text:
+            text = text.replace("%7D", "}").replace("%25", "%")
+        return text
 
     def entry_of(self, raw: bytes) -> bytes | None:
         """The entry key that ``raw`` (an entry or one of its companions) belongs to, or None.

@@ -10,6 +10,8 @@ misses share one call (single-flight) and concurrent reads share one MGET.
 
 The pattern is thin over the kernel: the :class:`~redkit._sync.store.Store` owns keys,
 scripts, batching, single-flight and the write barrier; the
+:class:`~redkit._sync.loader.Loader` runs the lease-guarded load of a miss (shared with the
+other caches); the
 :class:`~redkit._core.degradation.Degradation` policy decides what a Redis failure does; the
 :class:`~redkit._core.events.Events` sink counts what happens (``stats``).
 """
@@ -19,12 +21,12 @@ from __future__ import annotations
 import logging
 import math
 import random
-import secrets
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from redkit._compat import ASYNC, call_fetcher, check_fetcher, sleep
+from redkit._compat import ASYNC, check_fetcher
 from redkit._sync.lifecycle import Closeable
+from redkit._sync.loader import MISSING, Fetcher, Loader, token
 from redkit._sync.store import Store
 from redkit._core.clock import SYSTEM_CLOCK, Clock
 from redkit._core.codecs import DEFAULT_MAX_VALUE_SIZE, NEGATIVE, Codec, Serializer, SerializerName
@@ -37,24 +39,14 @@ from redkit.errors import BackendError, CorruptEntry, InvalidationPending, Redki
 
 logger = logging.getLogger("redkit.cache")
 
-Fetcher = Callable[[], Any]
+__all__ = ["CacheAside", "Fetcher"]
 
-_GET_OR_LOCK = script("cache_get_or_lock")
-_FILL = script("cache_fill")
 _SET = script("cache_set")
 _INVALIDATE = script("cache_invalidate")
 _INVALIDATE_AND_LOCK = script("cache_invalidate_and_lock")
 _GET_WITH_TTL = script("cache_get_with_ttl")
-_COMPARE_AND_DELETE = script("compare_and_delete")
 
-_MAX_CORRUPT_LOGGED = 1024
 _UNLINK_BATCH = 500
-_FIRST_POLL = 0.005
-_MAX_POLL = 0.1
-
-
-def _token() -> str:
-    return secrets.token_hex(16)
 
 
 class CacheAside(Closeable):
@@ -130,7 +122,18 @@ class CacheAside(Closeable):
             client, self.keys, pattern="CacheAside", events=self.events, batch_reads=batch_reads
         )
         self.client = client
-        self._corrupt_logged: set[str] = set()
+        self.loader = Loader(
+            self.store,
+            self.codec,
+            self.events,
+            self.policy,
+            clock=clock,
+            lock_ttl_ms=self.lock_ttl_ms,
+            lock_wait=self.lock_wait,
+            negative_ttl_ms=self.negative_ttl_ms,
+            logger=logger,
+            record_delta=beta is not None,
+        )
 
     @property
     def on_error(self) -> OnError:
@@ -149,8 +152,8 @@ class CacheAside(Closeable):
         except RedkitError as exc:
             self.policy.read_failed(exc)
             return default
-        value = self._decode(key, data)
-        return default if value is NEGATIVE or value is _MISSING else value
+        value = self.loader.decode(key, data)
+        return default if value is NEGATIVE or value is MISSING else value
 
     def get_or_fetch(self, id: KeyId, fetcher: Fetcher, ttl: float | None = None) -> Any:
         """The cached value of ``id``; on a miss, ``fetcher()``'s result, cached for ``ttl``.
@@ -162,19 +165,18 @@ class CacheAside(Closeable):
         check_fetcher(fetcher)
         ttl_ms = self.ttl_ms if ttl is None else seconds_to_ms(ttl)
         if self.policy.is_open():
-            return self._fetch(fetcher)
+            return self.loader.fetch(fetcher)
         if self.beta is not None:
             return self._get_or_refresh(key, fetcher, ttl_ms)
         try:
             data = self.store.get(key)
         except RedkitError as exc:
             self.policy.read_failed(exc)
-            return self._fetch(fetcher)
-        value = self._decode(key, data)
-        if value is not _MISSING:
+            return self.loader.fetch(fetcher)
+        value = self.loader.decode(key, data)
+        if value is not MISSING:
             return None if value is NEGATIVE else value
-        corrupt = data
-        return self.store.flight(key, lambda: self._load(key, fetcher, ttl_ms, corrupt))
+        return self._load(key, fetcher, ttl_ms, data)
 
     def get_many(self, ids: Iterable[KeyId]) -> dict[KeyId, Any]:
         """The cached values of ``ids`` in one round trip; misses are absent from the result."""
@@ -198,7 +200,7 @@ class CacheAside(Closeable):
             try:
                 value = decode(data, key)
             except Exception as exc:
-                self._corrupt(key, CorruptEntry(f"entry does not decode: {exc}", key))
+                self.loader.corrupt(key, CorruptEntry(f"entry does not decode: {exc}", key))
                 continue
             hits += 1
             if value is not NEGATIVE:
@@ -280,10 +282,10 @@ class CacheAside(Closeable):
         check_fetcher(fetcher)
         ttl_ms = self.ttl_ms if ttl is None else seconds_to_ms(ttl)
         lock = companion(key, Companion.LOCK)
-        token = _token()
+        mine = token()
         try:
             self.store.write(
-                _INVALIDATE_AND_LOCK, [key, lock], [token, self.lock_ttl_ms], entries=[key]
+                _INVALIDATE_AND_LOCK, [key, lock], [mine, self.lock_ttl_ms], entries=[key]
             )
         except BaseException as exc:
             # Whether the entry was removed is unknown: remove it (and the lock) for sure.
@@ -296,7 +298,7 @@ class CacheAside(Closeable):
                     result=None,
                 ) from exc
             raise
-        return self._fetch_and_fill(key, lock, token, fetcher, ttl_ms)
+        return self.loader.fetch_and_fill(key, lock, mine, fetcher, ttl_ms)
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -305,20 +307,6 @@ class CacheAside(Closeable):
         self.store.close()
 
     # -- internals -----------------------------------------------------------------------
-
-    def _decode(self, key: str, data: bytes | None) -> Any:
-        """The value in ``data`` (``NEGATIVE`` for a negative entry), or ``_MISSING``."""
-        if data is None:
-            self.events.emit(Event.MISS)
-            return _MISSING
-        try:
-            value = self.codec.decode(data, key)
-        except CorruptEntry as exc:
-            self._corrupt(key, exc)
-            self.events.emit(Event.MISS)
-            return _MISSING
-        self.events.emit(Event.HIT)
-        return value
 
     def _unlink_batch(self, raw_keys: list[bytes]) -> int:
         entries = [raw for raw in raw_keys if raw.endswith(b"}")]
@@ -329,84 +317,8 @@ class CacheAside(Closeable):
         return removed
 
     def _load(self, key: str, fetcher: Fetcher, ttl_ms: int, corrupt: bytes | None) -> Any:
-        """A miss: wait for another process's fetch, or take the fill lock and fetch.
-
-        Runs once per key for all concurrent callers in this process (single-flight). If this
-        call is cancelled or fails after asking for the lock, the lock is released (by token,
-        so never another caller's) so that the next caller does not wait out ``lock_ttl``.
-        """
-        lock = companion(key, Companion.LOCK)
-        token = _token()
-        deadline = self.clock.monotonic() + self.lock_wait
-        delay = _FIRST_POLL
-        waited = False
-        try:
-            if corrupt is not None:  # drop the corrupt bytes unless someone replaced them
-                self.store.run(_COMPARE_AND_DELETE, [key], [corrupt])
-            while True:
-                try:
-                    found, data = self.store.run(
-                        _GET_OR_LOCK, [key, lock], [token, self.lock_ttl_ms]
-                    )
-                except BaseException:
-                    # The script may have taken the lock before the failure or cancellation.
-                    self._release(lock, token)
-                    raise
-                if found:
-                    try:
-                        value = self.codec.decode(data, key)
-                    except CorruptEntry as exc:
-                        self._corrupt(key, exc)
-                        self.store.run(_COMPARE_AND_DELETE, [key], [data])
-                        continue
-                    return None if value is NEGATIVE else value
-                if data:  # this caller holds the lock
-                    break
-                if not waited:
-                    waited = True
-                    self.events.emit(Event.LOCK_WAIT)
-                if self.clock.monotonic() >= deadline:
-                    self.events.emit(Event.LOCK_WAIT_EXPIRED)
-                    logger.warning("gave up waiting for another fetch of %s; fetching", key)
-                    return self._fetch(fetcher)
-                sleep(delay)
-                delay = min(delay * 2, _MAX_POLL)
-        except BackendError as exc:
-            self.policy.read_failed(exc)
-            return self._fetch(fetcher)
-        return self._fetch_and_fill(key, lock, token, fetcher, ttl_ms)
-
-    def _fetch_and_fill(
-        self, key: str, lock: str, token: str, fetcher: Fetcher, ttl_ms: int
-    ) -> Any:
-        """Fetch while holding the fill lock, then store the value if the lock still holds."""
-        started = self.clock.monotonic()
-        try:
-            value = self._fetch(fetcher)
-            delta_ms = (
-                int((self.clock.monotonic() - started) * 1000) if self.beta is not None else None
-            )
-            payload = self.codec.encode(value, key=key, delta_ms=delta_ms)
-        except BaseException:
-            self._release(lock, token)
-            raise
-        if value is None:
-            if not self.negative_ttl_ms:
-                self._release(lock, token)
-                return None
-            ttl_ms = self.negative_ttl_ms
-        try:
-            stored = self.store.run(_FILL, [key, lock], [token, payload, ttl_ms])
-        except BaseException as exc:
-            self._release(lock, token)
-            if not isinstance(exc, RedkitError):
-                raise
-            self.policy.fill_failed(exc)
-            return value
-        if not stored:
-            self.events.emit(Event.FILL_REFUSED)
-            logger.debug("fill of %s refused: invalidated or set while fetching", key)
-        return value
+        """A miss: one load (the loader's) for every concurrent caller in this process."""
+        return self.store.flight(key, lambda: self.loader.load(key, fetcher, ttl_ms, corrupt))
 
     def _get_or_refresh(self, key: str, fetcher: Fetcher, ttl_ms: int) -> Any:
         """get_or_fetch with XFetch: occasionally refresh a hit before it expires."""
@@ -414,12 +326,12 @@ class CacheAside(Closeable):
             data, pttl = self.store.run(_GET_WITH_TTL, [key])
         except RedkitError as exc:
             self.policy.read_failed(exc)
-            return self._fetch(fetcher)
+            return self.loader.fetch(fetcher)
         if data is not None:
             try:
                 value, delta_ms = self.codec.decode_entry(data, key)
             except CorruptEntry as exc:
-                self._corrupt(key, exc)
+                self.loader.corrupt(key, exc)
             else:
                 self.events.emit(Event.HIT)
                 result = None if value is NEGATIVE else value
@@ -427,8 +339,7 @@ class CacheAside(Closeable):
                     self._refresh_early(key, fetcher, ttl_ms)
                 return result
         self.events.emit(Event.MISS)
-        corrupt = data
-        return self.store.flight(key, lambda: self._load(key, fetcher, ttl_ms, corrupt))
+        return self._load(key, fetcher, ttl_ms, data)
 
     def _should_refresh(self, delta_ms: int, remaining_ms: int) -> bool:
         """XFetch (Vattani et al.): refresh when -delta*beta*ln(U) reaches the time left."""
@@ -442,32 +353,15 @@ class CacheAside(Closeable):
         already holds a good cached value and gets it.
         """
         lock = companion(key, Companion.LOCK)
-        token = _token()
+        mine = token()
         try:
-            taken = self.store.call("SET", lock, token, "NX", "PX", self.lock_ttl_ms)
+            taken = self.store.call("SET", lock, mine, "NX", "PX", self.lock_ttl_ms)
             if taken:
                 self.events.emit(Event.EARLY_REFRESH)
-                self._fetch_and_fill(key, lock, token, fetcher, ttl_ms)
+                self.loader.fetch_and_fill(key, lock, mine, fetcher, ttl_ms)
         except Exception as exc:
             self.events.emit(Event.EARLY_REFRESH_FAILED)
             logger.warning("early refresh of %s failed; serving the cached value: %r", key, exc)
-
-    def _fetch(self, fetcher: Fetcher) -> Any:
-        self.events.emit(Event.FETCH)
-        return call_fetcher(fetcher)
-
-    def _release(self, lock: str, token: str) -> None:
-        """Release the fill lock if this token still holds it; survives a cancelled caller."""
-
-        def release() -> None:
-            try:
-                self.store.run(_COMPARE_AND_DELETE, [lock], [token])
-            except RedkitError as exc:
-                logger.warning(
-                    "could not release fill lock %s (it expires by itself): %s", lock, exc
-                )
-
-        self.store.background.cleanup(release, "fill-lock release")
 
     def _entry_ttl_ms(self, value: Any, ttl: float | None) -> int:
         if ttl is not None:
@@ -475,22 +369,3 @@ class CacheAside(Closeable):
         if value is None and self.negative_ttl_ms:
             return self.negative_ttl_ms
         return self.ttl_ms
-
-    def _corrupt(self, key: str, exc: CorruptEntry) -> None:
-        """Count an undecodable entry and report it once per key; it is treated as a miss."""
-        self.events.emit(Event.CORRUPT)
-        if key in self._corrupt_logged:
-            return
-        if len(self._corrupt_logged) < _MAX_CORRUPT_LOGGED:
-            self._corrupt_logged.add(key)
-        logger.warning("corrupt cache entry %s treated as a miss: %s", key, exc)
-
-
-class _Missing:
-    __slots__ = ()
-
-    def __repr__(self) -> str:
-        return "MISSING"
-
-
-_MISSING: Any = _Missing()

@@ -52,6 +52,8 @@ _OTHER_HINT = "an asyncio client: use redkit.asyncio.X or redkit.connect()"
 
 T = TypeVar("T")
 
+Call = Callable[[], T]
+
 #: Share of a client's connection pool that redkit's commands may hold at once, and a cap
 #: for pools that are unbounded in practice (redis-py before 8 defaults to 2**31).
 _POOL_SHARE = 0.75
@@ -344,7 +346,7 @@ class Store:
 
     # -- single-flight ------------------------------------------------------------------------
 
-    def flight(self, key: str, fn: Callable[[], Awaitable[T]]) -> T:
+    def flight(self, key: str, fn: Call[T]) -> T:
         """``fn()``'s result, computed once for every caller that asks for ``key`` meanwhile.
 
         Cancelling one caller does not cancel the call for the others; a write to ``key``

@@ -6,6 +6,7 @@
 >>> user = await users.get_or_fetch(42, load_user_from_db)
 """
 
+from redkit._async.adaptive_ttl import AdaptiveTTLCache
 from redkit._async.cache_aside import CacheAside
 from redkit._async.connection import connect, embedded_server, replica_client
 from redkit._async.decorators import cached
@@ -21,8 +22,10 @@ from redkit._async.ratelimit import (
 from redkit._async.redlock import Redlock
 from redkit._async.repository import Repository
 from redkit._async.sessions import Session, SessionStore
+from redkit._async.tiered import TieredCache
 from redkit._async.write_behind import WriteBehind
 from redkit._async.write_through import WriteThrough
+from redkit._core.adaptive_ttl import ArticlePolicy, KeyMetrics, TTLPolicy
 from redkit._core.backoff import Backoff
 from redkit._core.codecs import Codec, Serializer
 from redkit._core.connection_events import ConnectionEvent
@@ -37,9 +40,12 @@ from redkit._core.ratelimit import (
     LocalTokenBucketLimiter,
     RateLimitResult,
 )
+from redkit._core.tiered_stats import TieredStats
 from redkit.embedded import EmbeddedServer
 
 __all__ = [
+    "AdaptiveTTLCache",
+    "ArticlePolicy",
     "Backoff",
     "CacheAside",
     "CacheStats",
@@ -50,6 +56,7 @@ __all__ = [
     "Event",
     "FixedWindowLimiter",
     "GCRALimiter",
+    "KeyMetrics",
     "LimiterStats",
     "LocalFixedWindowLimiter",
     "LocalGCRALimiter",
@@ -65,6 +72,9 @@ __all__ = [
     "SessionStore",
     "SlidingWindowCounterLimiter",
     "SlidingWindowLogLimiter",
+    "TTLPolicy",
+    "TieredCache",
+    "TieredStats",
     "TokenBucketLimiter",
     "WriteBehind",
     "WriteThrough",

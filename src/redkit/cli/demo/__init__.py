@@ -20,7 +20,16 @@ from rich.console import Console
 from rich.panel import Panel
 
 import redkit
-from redkit.cli.demo import caching, locks, ratelimit, sessions, stampede, write_behind
+from redkit.cli.demo import (
+    adaptive_ttl,
+    caching,
+    locks,
+    ratelimit,
+    sessions,
+    stampede,
+    tiered,
+    write_behind,
+)
 from redkit.cli.demo._common import BAD, OK, Context
 
 #: The sections, in the order they run.
@@ -31,6 +40,8 @@ SECTIONS: tuple[ModuleType, ...] = (
     locks,
     sessions,
     ratelimit,
+    adaptive_ttl,
+    tiered,
 )
 
 
