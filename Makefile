@@ -10,6 +10,9 @@ DEV_STAMP := $(VENV)/.dev-stamp
 
 # The redis-py floor, read from pyproject.toml's `redis[hiredis]>=X` (declared there once).
 REDIS_FLOOR := $(shell sed -n 's/^ *"redis\[hiredis\]>=\([0-9.]*\)",*$$/\1/p' pyproject.toml)
+# The suite's processes (pytest-xdist): each worker starts its own servers. 3 keeps a 2-core
+# machine busy while one worker waits on a server; 0 runs it in one process.
+PYTEST_WORKERS ?= 3
 FLOOR_VENV := .venv-floor
 FLOOR_STAMP := $(FLOOR_VENV)/.installed-stamp
 # A representative part of the suite, run again on the floor: connect(), the kernel's guards,
@@ -51,10 +54,10 @@ demo: $(DEMO_STAMP)
 ## Valkey and, when Debian's redis-server is installed, on Redis as well; then a
 ## representative part on the oldest redis-py redkit supports.
 test: $(DEV_STAMP) check-sync lint typecheck
-	$(BIN)/python -m pytest -q -p no:cacheprovider
+	$(BIN)/python -m pytest -q -p no:cacheprovider -n $(PYTEST_WORKERS)
 	@if command -v redis-server >/dev/null 2>&1; then \
 		echo "== again on $$(redis-server --version | cut -d' ' -f1-3) =="; \
-		REDKIT_TEST_SERVER=redis $(BIN)/python -m pytest -q -p no:cacheprovider; \
+		REDKIT_TEST_SERVER=redis $(BIN)/python -m pytest -q -p no:cacheprovider -n $(PYTEST_WORKERS); \
 	else echo "redis-server not installed: suite ran on the bundled Valkey only"; fi
 	@$(MAKE) --no-print-directory test-floor
 

@@ -58,8 +58,14 @@ class Query:
 
 
 def short(value: Any) -> str:
-    """A test id: the start of the repr (which a 5000-digit int does not have)."""
-    return f"int{value.bit_length()}" if type(value) is int else repr(value)[:30]
+    """A test id: the start of the repr (which a 5000-digit int does not have); sets by
+    their sorted reprs, so the id does not depend on hash randomisation (pytest-xdist's
+    workers must collect the same ids)."""
+    if type(value) is int:
+        return f"int{value.bit_length()}"
+    if isinstance(value, set | frozenset):
+        return f"{type(value).__name__}({sorted(map(short, value))})"[:30]
+    return repr(value)[:30]
 
 
 def key(*args: Any, **kwargs: Any) -> str:
