@@ -11,7 +11,17 @@ from redkit._acompat import Event
 
 FACE = "async"
 
-__all__ = ["FACE", "Event", "Gated", "Started", "pause", "run_concurrently", "start", "wait_until"]
+__all__ = [
+    "FACE",
+    "Event",
+    "Gated",
+    "Started",
+    "intercept",
+    "pause",
+    "run_concurrently",
+    "start",
+    "wait_until",
+]
 
 
 async def run_concurrently(count: int, fn: Callable[[int], Awaitable[Any]]) -> list[Any]:
@@ -70,3 +80,18 @@ class Gated:
         self.started.set()
         await self.release.wait()
         return self.value
+
+
+Send = Callable[..., Awaitable[Any]]
+
+
+def intercept(client: Any, make: Callable[[Send], Send]) -> Callable[[], None]:
+    """Route every command ``client`` sends outside pipelines through ``make(real)``, which
+    gets ``("GET", key)``-style arguments; returns the undo."""
+    real = client.execute_command
+    client.execute_command = make(real)
+
+    def undo() -> None:
+        client.execute_command = real
+
+    return undo

@@ -9,10 +9,21 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 from redkit._compat import Event
+from redkit._lanes import lanes_for
 
 FACE = "sync"
 
-__all__ = ["FACE", "Event", "Gated", "Started", "pause", "run_concurrently", "start", "wait_until"]
+__all__ = [
+    "FACE",
+    "Event",
+    "Gated",
+    "Started",
+    "intercept",
+    "pause",
+    "run_concurrently",
+    "start",
+    "wait_until",
+]
 
 
 def run_concurrently(count: int, fn: Callable[[int], Any]) -> list[Any]:
@@ -75,3 +86,24 @@ class Gated:
         self.started.set()
         self.release.wait()
         return self.value
+
+
+Send = Callable[..., Any]
+
+
+def intercept(client: Any, make: Callable[[Send], Send]) -> Callable[[], None]:
+    """Route every command ``client`` sends outside pipelines through ``make(real)``, which
+    gets ``("GET", key)``-style arguments; returns the undo. The client's lanes (the sync
+    face's short path for GET, MGET and EVALSHA) are routed too."""
+    real = client.execute_command
+    client.execute_command = make(real)
+    lanes = lanes_for(client)
+    if lanes is not None:
+        lanes.execute = make(lanes.execute)  # type: ignore[method-assign]
+
+    def undo() -> None:
+        client.execute_command = real
+        if lanes is not None:
+            del lanes.execute
+
+    return undo

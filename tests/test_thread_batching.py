@@ -20,7 +20,7 @@ import redkit
 from redkit._compat import Gate
 from redkit._sync.read_batcher import ReadBatcher
 from redkit.errors import BackendUnavailable
-from tests._compat import Event, start, wait_until
+from tests._compat import Event, intercept, start, wait_until
 from tests.servers import commandstats, reset_commandstats
 
 
@@ -34,16 +34,23 @@ def sclient(redis_url: str) -> Iterator[Any]:
 def held(client: Any) -> tuple[Event, Event]:
     """Make the client's next GET wait (after the server answered) until released."""
     answered, release = Event(), Event()
-    real_get = client.get
+    holds = [True]
 
-    def get(*args: Any, **kwargs: Any) -> Any:
-        client.get = real_get
-        value = real_get(*args, **kwargs)
-        answered.set()
-        release.wait()
-        return value
+    def make(real: Any) -> Any:
+        def send(*args: Any, **kwargs: Any) -> Any:
+            value = real(*args, **kwargs)
+            if args[0] == "GET":
+                try:
+                    holds.pop()  # atomic: only the first GET is held
+                except IndexError:
+                    return value
+                answered.set()
+                release.wait()
+            return value
 
-    client.get = get
+        return send
+
+    intercept(client, make)
     return answered, release
 
 

@@ -14,6 +14,8 @@ hook in redis-py, so they are done here, in one place, where an upgrade of redis
 - state redkit keeps on the client objects it returns (the embedded server, the Sentinel);
 - what a client is: :func:`is_async_client` and :func:`decode_responses_of`, which patterns
   use to refuse a client of the wrong face or one that decodes responses;
+- which sync clients may have lanes (:func:`lanes_allowed`, used by :mod:`redkit._lanes`,
+  which sends on pool connections through ``send_command``/``read_response``);
 - invalidation connections for ``TieredCache``: :func:`tracking_connection` (a RESP2
   connection with a client's settings, in no pool), :func:`cluster_primaries`,
   :func:`sentinel_master_pool`, :func:`is_connected` and :func:`interrupt_connection`.
@@ -480,6 +482,27 @@ def pool_size(client: object) -> int:
     else:
         size = getattr(getattr(target, "connection_pool", None), "max_connections", None)
     return size if isinstance(size, int) and size > 0 else 100
+
+
+def lanes_allowed(client: object) -> bool:
+    """Whether sync ``client``'s replies to GET, MGET and EVALSHA can be read off its pool's
+    connections directly (see :mod:`redkit._lanes`).
+
+    Why: ``execute_command`` does more than send and read for some clients: a pinned
+    connection (``single_connection_client``), client-side caching (the pool's ``cache``),
+    and maintenance notifications, which arrive as RESP3 pushes and may make it reconnect
+    after a command (their config's ``enabled`` is "auto", truthy, by default in redis-py 8;
+    they need RESP3). Those clients keep the client's own path.
+    """
+    if not isinstance(client, redis.Redis) or client.connection is not None:
+        return False
+    pool = client.connection_pool
+    if getattr(pool, "cache", None) is not None:
+        return False
+    if str(pool.connection_kwargs.get("protocol")) != "3":
+        return True
+    notifications = getattr(pool, "maint_notifications_enabled", None)
+    return not (callable(notifications) and notifications())
 
 
 # --------------------------------------------------------------------------- tracking

@@ -13,7 +13,7 @@ import pytest
 
 from redkit.asyncio import AdaptiveTTLCache, KeyMetrics
 from redkit.errors import ConfigurationError, InvalidKey
-from tests._acompat import FACE, Gated, start, wait_until
+from tests._acompat import FACE, Gated, intercept, start, wait_until
 from tests.servers import commandstats, reset_commandstats
 from tests.workers import run_adaptive_readers
 
@@ -38,20 +38,22 @@ async def test_one_round_trip_per_read(client: Any, redis_url: str) -> None:
     await cache.set("hit", "v")
     await cache.get("warm-up")  # the script is loaded: EVALSHA from now on
     sent: list[tuple[Any, ...]] = []
-    real = client.execute_command
 
-    async def counted(*args: Any, **kwargs: Any) -> Any:
-        sent.append(args)
-        return await real(*args, **kwargs)
+    def counted(real: Any) -> Any:
+        async def send(*args: Any, **kwargs: Any) -> Any:
+            sent.append(args)
+            return await real(*args, **kwargs)
 
-    client.execute_command = counted
+        return send
+
+    undo = intercept(client, counted)
     reset_commandstats(redis_url)
     try:
         for _ in range(10):
             assert await cache.get("hit") == "v"
             assert await cache.get("miss") is None
     finally:
-        client.execute_command = real
+        undo()
     assert len(sent) == 20, sent
     stats = commandstats(redis_url)
     assert stats.get("evalsha") == 20 and "eval" not in stats

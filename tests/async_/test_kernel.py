@@ -15,7 +15,7 @@ import pytest
 from redkit._acompat import ASYNC
 from redkit.asyncio import CacheAside, connect
 from redkit.errors import ConfigurationError
-from tests._acompat import FACE, Event, Gated, run_concurrently, start, wait_until
+from tests._acompat import FACE, Event, Gated, intercept, run_concurrently, start, wait_until
 from tests.servers import commandstats, reset_commandstats
 
 
@@ -23,18 +23,21 @@ async def test_a_read_that_starts_after_a_write_never_joins_an_older_read(client
     cache = CacheAside(client, "barrier")
     await cache.set("k", "old")
     executed, release = Event(), Event()
-    real_get = client.get
 
-    async def held_get(*args: Any, **kwargs: Any) -> Any:
-        value = await real_get(*args, **kwargs)  # the server has answered: old bytes
-        executed.set()
-        await release.wait()
-        return value
+    def held(real: Any) -> Any:
+        async def send(*args: Any, **kwargs: Any) -> Any:
+            value = await real(*args, **kwargs)
+            if args[0] == "GET":  # the server has answered: old bytes
+                executed.set()
+                await release.wait()
+            return value
 
-    client.get = held_get
+        return send
+
+    undo = intercept(client, held)
     early = start(lambda: cache.get("k"))
     await executed.wait()
-    client.get = real_get
+    undo()
     await cache.set("k", "new")
     late = start(lambda: cache.get("k"))
     if ASYNC:

@@ -16,7 +16,7 @@ import redis
 from redkit._acompat import ASYNC
 from redkit.asyncio import CacheAside
 from redkit.errors import BackendUnavailable
-from tests._acompat import Event, pause, run_concurrently, start, wait_until
+from tests._acompat import Event, intercept, pause, run_concurrently, start, wait_until
 from tests.servers import commandstats, reset_commandstats
 
 KEYS = 8
@@ -69,16 +69,22 @@ async def test_a_failed_request_reaches_every_reader_waiting_on_it(client: Any) 
     cache = CacheAside(client, "failing", on_error="raise")
     entered, release = Event(), Event()
 
-    async def failing_get(*args: Any, **kwargs: Any) -> Any:
-        entered.set()
-        await release.wait()
-        raise redis.ConnectionError("connection lost")
+    def failing(real: Any) -> Any:
+        async def send(*args: Any, **kwargs: Any) -> Any:
+            if args[0] == "GET" and not entered.is_set():
+                entered.set()
+                await release.wait()
+            if args[0] in ("GET", "MGET"):
+                raise redis.ConnectionError("connection lost")
+            return await real(*args, **kwargs)
+
+        return send
 
     async def failing_mget(*args: Any, **kwargs: Any) -> Any:
         raise redis.ConnectionError("connection lost")
 
-    client.get = failing_get
-    client.mget = client.mget_nonatomic = failing_mget
+    intercept(client, failing)
+    client.mget_nonatomic = failing_mget  # a Cluster's MGET goes out as a pipeline
     first = start(lambda: cache.get("first"))
     await entered.wait()
     others = [start(lambda i=i: cache.get(f"other-{i}")) for i in range(8)]

@@ -25,7 +25,7 @@ from redkit._acompat import ASYNC
 from redkit.asyncio import TieredCache, connect
 from redkit.embedded import EmbeddedServer
 from redkit.errors import BackendRejected, ConfigurationError, InvalidKey
-from tests._acompat import Event, Gated, start, wait_until
+from tests._acompat import Event, Gated, intercept, start, wait_until
 from tests.servers import primaries
 
 
@@ -130,18 +130,21 @@ async def test_a_read_sent_before_an_invalidation_never_fills_l1_after_it(
     await cache.set("other", "x")
     await warm(cache, "other", echoes=2)  # "k" is not in L1
     answered, release = Event(), Event()
-    real_get = client.get
 
-    async def held_get(*args: Any, **kwargs: Any) -> Any:
-        value = await real_get(*args, **kwargs)  # the server has answered: old bytes
-        answered.set()
-        await release.wait()
-        return value
+    def held(real: Any) -> Any:
+        async def send(*args: Any, **kwargs: Any) -> Any:
+            value = await real(*args, **kwargs)
+            if args[0] == "GET":  # the server has answered: old bytes
+                answered.set()
+                await release.wait()
+            return value
 
-    client.get = held_get
+        return send
+
+    undo = intercept(client, held)
     read = start(lambda: cache.get("k"))
     await answered.wait()
-    client.get = real_get
+    undo()
     plain.set("race:{k}", cache.codec.encode("new"))
     await wait_until(lambda: cache.stats.invalidations == 3)  # this process knows
     release.set()

@@ -16,7 +16,7 @@ import pytest
 from redkit._compat import ASYNC
 from redkit import CacheAside, connect
 from redkit.errors import ConfigurationError
-from tests._compat import FACE, Event, Gated, run_concurrently, start, wait_until
+from tests._compat import FACE, Event, Gated, intercept, run_concurrently, start, wait_until
 from tests.servers import commandstats, reset_commandstats
 
 
@@ -24,18 +24,21 @@ def test_a_read_that_starts_after_a_write_never_joins_an_older_read(client: Any)
     cache = CacheAside(client, "barrier")
     cache.set("k", "old")
     executed, release = Event(), Event()
-    real_get = client.get
 
-    def held_get(*args: Any, **kwargs: Any) -> Any:
-        value = real_get(*args, **kwargs)  # the server has answered: old bytes
-        executed.set()
-        release.wait()
-        return value
+    def held(real: Any) -> Any:
+        def send(*args: Any, **kwargs: Any) -> Any:
+            value = real(*args, **kwargs)
+            if args[0] == "GET":  # the server has answered: old bytes
+                executed.set()
+                release.wait()
+            return value
 
-    client.get = held_get
+        return send
+
+    undo = intercept(client, held)
     early = start(lambda: cache.get("k"))
     executed.wait()
-    client.get = real_get
+    undo()
     cache.set("k", "new")
     late = start(lambda: cache.get("k"))
     release.set()

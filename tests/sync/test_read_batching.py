@@ -17,7 +17,7 @@ import redis
 from redkit._compat import ASYNC
 from redkit import CacheAside
 from redkit.errors import BackendUnavailable
-from tests._compat import Event, pause, run_concurrently, start, wait_until
+from tests._compat import Event, intercept, pause, run_concurrently, start, wait_until
 from tests.servers import commandstats, reset_commandstats
 
 KEYS = 8
@@ -70,16 +70,22 @@ def test_a_failed_request_reaches_every_reader_waiting_on_it(client: Any) -> Non
     cache = CacheAside(client, "failing", on_error="raise")
     entered, release = Event(), Event()
 
-    def failing_get(*args: Any, **kwargs: Any) -> Any:
-        entered.set()
-        release.wait()
-        raise redis.ConnectionError("connection lost")
+    def failing(real: Any) -> Any:
+        def send(*args: Any, **kwargs: Any) -> Any:
+            if args[0] == "GET" and not entered.is_set():
+                entered.set()
+                release.wait()
+            if args[0] in ("GET", "MGET"):
+                raise redis.ConnectionError("connection lost")
+            return real(*args, **kwargs)
+
+        return send
 
     def failing_mget(*args: Any, **kwargs: Any) -> Any:
         raise redis.ConnectionError("connection lost")
 
-    client.get = failing_get
-    client.mget = client.mget_nonatomic = failing_mget
+    intercept(client, failing)
+    client.mget_nonatomic = failing_mget  # a Cluster's MGET goes out as a pipeline
     first = start(lambda: cache.get("first"))
     entered.wait()
     others = [start(lambda i=i: cache.get(f"other-{i}")) for i in range(8)]

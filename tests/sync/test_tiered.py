@@ -26,7 +26,7 @@ from redkit._compat import ASYNC
 from redkit import TieredCache, connect
 from redkit.embedded import EmbeddedServer
 from redkit.errors import BackendRejected, ConfigurationError, InvalidKey
-from tests._compat import Event, Gated, start, wait_until
+from tests._compat import Event, Gated, intercept, start, wait_until
 from tests.servers import primaries
 
 
@@ -131,18 +131,21 @@ def test_a_read_sent_before_an_invalidation_never_fills_l1_after_it(
     cache.set("other", "x")
     warm(cache, "other", echoes=2)  # "k" is not in L1
     answered, release = Event(), Event()
-    real_get = client.get
 
-    def held_get(*args: Any, **kwargs: Any) -> Any:
-        value = real_get(*args, **kwargs)  # the server has answered: old bytes
-        answered.set()
-        release.wait()
-        return value
+    def held(real: Any) -> Any:
+        def send(*args: Any, **kwargs: Any) -> Any:
+            value = real(*args, **kwargs)
+            if args[0] == "GET":  # the server has answered: old bytes
+                answered.set()
+                release.wait()
+            return value
 
-    client.get = held_get
+        return send
+
+    undo = intercept(client, held)
     read = start(lambda: cache.get("k"))
     answered.wait()
-    client.get = real_get
+    undo()
     plain.set("race:{k}", cache.codec.encode("new"))
     wait_until(lambda: cache.stats.invalidations == 3)  # this process knows
     release.set()

@@ -33,6 +33,8 @@ else:
     import weakref
     from _thread import LockType, allocate_lock
 
+    from redkit._lanes import lanes_for
+
 
 async def _send(client: Any, cluster: bool, keys: list[str]) -> list[bytes | None]:
     """One GET, or one MGET (grouped by slot on a Cluster), for ``keys``."""
@@ -160,6 +162,7 @@ else:
             self._gate = gate
             self._max_batch = max_batch
             self._wait_timeout = -1 if wait_timeout is None else wait_timeout
+            self._lanes = lanes_for(client)
             self._reset()
             _BATCHERS.add(self)
 
@@ -200,7 +203,10 @@ else:
             """The uncontended read: a plain GET, then hand over what arrived meanwhile."""
             try:
                 with self._gate:
-                    value = self._client.get(key)
+                    if self._lanes is None:
+                        value = self._client.get(key)
+                    else:
+                        value = self._lanes.execute("GET", key)
             except BaseException as exc:
                 self._complete({key: slot}, None, exc)  # every joined reader gets it too
                 raise
@@ -258,12 +264,20 @@ else:
             error: BaseException | None = None
             try:
                 with self._gate:
-                    values = _send(self._client, self._cluster, list(batch))
+                    values = self._send(list(batch))
             except BaseException as exc:
                 error = exc
             self._complete(batch, values, error)
             if error is not None and not isinstance(error, Exception):
                 raise error
+
+        def _send(self, keys: list[str]) -> list[bytes | None]:
+            """:func:`_send`, on the client's lanes when it has them."""
+            if self._lanes is None:
+                return _send(self._client, self._cluster, keys)
+            if len(keys) == 1:
+                return [self._lanes.execute("GET", keys[0])]
+            return self._lanes.execute("MGET", *keys)  # type: ignore[no-any-return]
 
         def _complete(
             self,

@@ -53,6 +53,8 @@ else:
     import redis.asyncio
     import redis.asyncio.cluster
 
+    from redkit._lanes import lanes_for
+
     _FACE = "redkit"
     _EXPECTED = "a redis.Redis or redis.cluster.RedisCluster"
     _OTHER_FACE: tuple[type, ...] = (redis.asyncio.Redis, redis.asyncio.cluster.RedisCluster)
@@ -147,6 +149,7 @@ class Store:
             pass
         else:
             self._flights_lock = threading.Lock()
+            self._lanes = lanes_for(client)
 
     # -- reads ------------------------------------------------------------------------------
 
@@ -292,6 +295,9 @@ class Store:
     async def _eval(self, script: LuaScript, keys: Sequence[str], args: Sequence[Any]) -> Any:
         await self._load(script)
         try:
+            if not ASYNC:  # noqa: SIM102 (a face block: gen_sync keeps its body, sync only)
+                if self._lanes is not None:
+                    return self._lanes.execute("EVALSHA", script.sha, len(keys), *keys, *args)
             return await self.client.evalsha(script.sha, len(keys), *keys, *args)
         except NoScriptError:
             return await self.client.eval(script.source, len(keys), *keys, *args)

@@ -45,6 +45,8 @@ import threading
 import redis.asyncio
 import redis.asyncio.cluster
 
+from redkit._lanes import lanes_for
+
 _FACE = "redkit"
 _EXPECTED = "a redis.Redis or redis.cluster.RedisCluster"
 _OTHER_FACE: tuple[type, ...] = (redis.asyncio.Redis, redis.asyncio.cluster.RedisCluster)
@@ -132,6 +134,7 @@ class Store:
         self._loaded = _LOADED.setdefault(client, set())
         self._scripts = ScriptBatcher(client, gate=self.gate, eval=self._eval, load=self._load)
         self._flights_lock = threading.Lock()
+        self._lanes = lanes_for(client)
 
     # -- reads ------------------------------------------------------------------------------
 
@@ -272,6 +275,8 @@ class Store:
     def _eval(self, script: LuaScript, keys: Sequence[str], args: Sequence[Any]) -> Any:
         self._load(script)
         try:
+            if self._lanes is not None:
+                return self._lanes.execute("EVALSHA", script.sha, len(keys), *keys, *args)
             return self.client.evalsha(script.sha, len(keys), *keys, *args)
         except NoScriptError:
             return self.client.eval(script.source, len(keys), *keys, *args)

@@ -1,0 +1,108 @@
+"""Lanes: the sync face's short path for the hot commands (GET, MGET, EVALSHA).
+
+redis-py's sync ``execute_command`` spends about as much Python per command as a loopback
+round trip takes: a pool checkout that polls the socket for stray data, observability
+counters on checkout, return and completion, and a retry wrapper around the send. On a cache
+hit or a rate-limit decision that overhead is most of the cost. A :class:`Lanes` keeps a few
+of the client's pool connections checked out (its lanes) and sends those commands on them
+directly, with the connection's own retry policy around the send and the read, as
+``execute_command`` does.
+
+Rules that keep a lane as safe as a pooled connection:
+
+- a lane goes back to the idle list only after a complete reply (an error reply such as
+  NOSCRIPT is a complete reply); after anything else (a timeout, a dropped connection, an
+  interrupt mid-read) it is disconnected and returned to the pool, so no lane ever carries a
+  half-read reply (redis-py disconnects a connection whose read failed as well; the lane does
+  not rely on it);
+- few lanes stay checked out between commands (:data:`MAX_IDLE`, and an eighth of a
+  bounded pool); the rest go back to the pool, so the client's other users keep theirs;
+- a lane its pool no longer owns goes back to the pool before use: behind Sentinel, once the
+  pool has learnt of a new master, a lane still connected to the old one is dropped, as
+  redis-py drops its idle connections then;
+- after ``os.fork()`` the parent's lanes are dropped (never used, never closed), as redis-py
+  resets its pool;
+- ``client.close()`` disconnects the lanes with the rest of the pool; a later command
+  reconnects, as redis-py's own do.
+
+Only clients whose replies need no client-side processing get lanes: a standalone or
+Sentinel ``redis.Redis`` without a single pinned connection, client-side caching or
+maintenance notifications (:func:`redkit._redis_compat.lanes_allowed`; :func:`lanes_for`
+returns None otherwise, and callers use the client's methods). The commands sent here have
+no response callback in redis-py, so the replies are what the client's methods return.
+"""
+
+from __future__ import annotations
+
+import os
+import weakref
+from typing import Any
+
+from redis.exceptions import ResponseError
+
+from redkit._redis_compat import lanes_allowed, pool_size
+
+#: Lanes kept checked out between commands, per client: at most this many, and at most an
+#: eighth of a bounded pool (none for a pool of fewer than 8 connections).
+MAX_IDLE = 8
+
+_LANES: weakref.WeakKeyDictionary[Any, Lanes | None] = weakref.WeakKeyDictionary()
+
+
+def lanes_for(client: Any) -> Lanes | None:
+    """The lanes shared by every redkit pattern on ``client``; None when it cannot have them."""
+    try:
+        return _LANES[client]
+    except KeyError:
+        lanes = _LANES[client] = Lanes(client) if lanes_allowed(client) else None
+        return lanes
+
+
+class Lanes:
+    """Connections of one client's pool kept for the hot commands (see the module docstring)."""
+
+    def __init__(self, client: Any) -> None:
+        self._pool = client.connection_pool
+        self._owns = self._pool.owns_connection
+        self._max_idle = min(MAX_IDLE, pool_size(client) // 8)
+        self._pid = os.getpid()
+        self._idle: list[Any] = []
+
+    def execute(self, *args: Any) -> Any:
+        """Send one command on a lane and return its reply as redis-py parses it."""
+        if self._pid != os.getpid():
+            self._pid = os.getpid()
+            self._idle = []  # the parent's sockets: never used here, never closed here
+        try:
+            conn = self._idle.pop()
+        except IndexError:
+            conn = self._pool.get_connection()
+        else:
+            if not self._owns(conn):  # a new Sentinel master: the pool drops the old one's
+                self._pool.release(conn)
+                conn = self._pool.get_connection()
+        try:
+            reply = conn.retry.call_with_retry(
+                lambda: _send(conn, args), lambda _error: conn.disconnect()
+            )
+        except ResponseError:
+            self._put_back(conn)  # an error reply is a complete reply: the lane is clean
+            raise
+        except BaseException:
+            conn.disconnect()
+            self._pool.release(conn)
+            raise
+        self._put_back(conn)
+        return reply
+
+    def _put_back(self, conn: Any) -> None:
+        idle = self._idle
+        if len(idle) < self._max_idle and conn.pid == self._pid:
+            idle.append(conn)
+        else:
+            self._pool.release(conn)
+
+
+def _send(conn: Any, args: tuple[Any, ...]) -> Any:
+    conn.send_command(*args)
+    return conn.read_response()
