@@ -15,6 +15,7 @@ import orjson
 import redis
 
 import redkit
+from redkit._lanes import lanes_for
 
 from ._common import CHUNKS, Check, Comparison, Row, Settings, best_rates, make_value
 
@@ -58,22 +59,31 @@ def run(cfg: Settings) -> Comparison:
     assert adaptive.get(7) == make_value(7) and aside.get(7) == make_value(7)
     rates = best_rates(cfg.sync_ops, {RAW: raw, ASIDE: kit, ADAPTIVE: adapt}, runs=cfg.runs)
 
-    # Round trips: the server's count of EVALSHA calls, and the client's of commands sent.
+    # Round trips: the server's count of EVALSHA calls, and the client's of commands sent
+    # (through execute_command, or on the sync face's lanes).
     sent: list[tuple[Any, ...]] = []
     real = client.execute_command
+    lanes = lanes_for(client)
 
-    def counted(*args: Any, **kwargs: Any) -> Any:
-        sent.append(args)
-        return real(*args, **kwargs)
+    def counting(send: Any) -> Any:
+        def counted(*args: Any, **kwargs: Any) -> Any:
+            sent.append(args)
+            return send(*args, **kwargs)
+
+        return counted
 
     reads = 2_000
     client.config_resetstat()
-    client.execute_command = counted  # type: ignore[method-assign]
+    client.execute_command = counting(real)  # type: ignore[method-assign]
+    if lanes is not None:
+        lanes.execute = counting(lanes.execute)  # type: ignore[method-assign]
     try:
         for i in range(reads):
             adaptive.get(i % (KEYS * 2))  # half hits, half misses
     finally:
         client.execute_command = real  # type: ignore[method-assign]
+        if lanes is not None:
+            del lanes.execute
     server = _commandstats(client).get("evalsha", 0) / reads
     sent_per_read = len(sent) / reads
     comparison = Comparison("AdaptiveTTLCache.get, sync, one connection (1 KB JSON)", RAW)
