@@ -18,6 +18,8 @@ kernel. Who owns what:
   the client's pool size (a gate per client), runs single-flight calls (``flight``), and is
   the write barrier: ``write``/``write_many``/``unlink`` detach the written keys from reads
   and flights in flight. ``invalidate_later`` retries a failed invalidation in the background.
+  On the sync face its GETs, MGETs and EVALSHAs go out on lanes (``redkit._lanes``): pool
+  connections kept checked out, skipping redis-py's per-command overhead.
 - ``redkit._core.degradation.Degradation``: what a Redis failure does (``on_error``, the
   breaker), classified once: ``read_failed``, ``fill_failed``; ``is_open`` for the breaker.
 - ``redkit._core.events.Events``: the event sink; a pattern ``emit``s what it does
