@@ -98,6 +98,37 @@ def test_an_interrupted_sending_thread_releases_everyone(sclient: Any) -> None:
     assert [w.result() for w in waiters] == [b"value"] * 5, "the next batch must still go out"
 
 
+class Interrupted(Exception):
+    pass
+
+
+def test_a_waiting_thread_interrupted_never_strands_the_others(sclient: Any) -> None:
+    """The threads of a batch are woken one by one, each waking the next: a thread that was
+    interrupted while waiting must leave the chain, or every thread after it waits forever."""
+    sclient.mset({"k": "v"})
+    answered, release = held(sclient)
+    batcher = ReadBatcher(sclient, cluster=False, gate=Gate(10), wait_timeout=30)
+    sender = start(lambda: batcher.get("first"))
+    answered.wait()
+    others = [start(lambda: batcher.get("k")) for _ in range(5)]
+    wait_until(lambda: "k" in batcher._pending and len(batcher._pending["k"].waiters) == 5)
+
+    def interrupt(signum: int, frame: Any) -> None:
+        raise Interrupted
+
+    previous = signal.signal(signal.SIGALRM, interrupt)
+    try:
+        signal.setitimer(signal.ITIMER_REAL, 0.2)
+        with pytest.raises(Interrupted):
+            batcher.get("k")  # this (main) thread waits last: it would be woken first
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+    release.set()
+    assert sender.result() is None
+    assert [other.result(timeout=5) for other in others] == [b"v"] * 5
+
+
 def test_close_releases_every_waiting_thread(sclient: Any) -> None:
     answered, release = held(sclient)
     batcher = ReadBatcher(sclient, cluster=False, gate=Gate(10))

@@ -6,8 +6,9 @@ on its own future, so cancelling one never disturbs the others.
 
 Sync face: the reads of concurrent threads. While one request is in flight, reads that
 arrive wait and leave together as the next MGET, sent by one of them; an uncontended read is
-a plain GET with no extra round trip and no timer. A thread gets its value as soon as its
-request returns; the next batch is handed to one of its waiting threads.
+a plain GET with no extra round trip and no timer. When a request returns, the next batch is
+handed to one of its waiting threads first, then the request's threads are woken one by one
+(each woken thread wakes the next, so they do not all contend for the GIL at once).
 
 On both faces concurrent reads of one key share one request, a Cluster's MGET is grouped by
 slot, and a failed request reaches every reader waiting on it. :meth:`ReadBatcher.detach` is
@@ -45,16 +46,18 @@ def _send(client: Any, cluster: bool, keys: list[str]) -> list[bytes | None]:
 class _Slot:
     """The reads of one key in one batch: the outcome, and the locks their threads wait on.
 
-    ``runner`` is set on the slot whose first waiter must send the batch ``batch``.
+    ``runner`` is set on the slot whose first waiter must send the batch ``batch``;
+    ``chain``, once the outcome is in, holds the batch's threads still to be woken.
     """
 
-    __slots__ = ("batch", "error", "runner", "value", "waiters")
+    __slots__ = ("batch", "chain", "error", "runner", "value", "waiters")
 
     def __init__(self) -> None:
         self.value: bytes | None = None
         self.error: BaseException | None = None
         self.waiters: list[LockType] = []
         self.runner: LockType | None = None
+        self.chain: list[LockType] | None = None
         self.batch: dict[str, _Slot] | None = None
 
 _BATCHERS: weakref.WeakSet[ReadBatcher] = weakref.WeakSet()
@@ -156,16 +159,55 @@ class ReadBatcher:
 
     def _wait(self, slot: _Slot, waiter: LockType) -> dict[str, _Slot] | None:
         """Wait for the slot's outcome; the batch to send if this thread was picked."""
-        if not waiter.acquire(timeout=self._wait_timeout):
+        try:
+            woken = waiter.acquire(timeout=self._wait_timeout)
+        except BaseException as exc:  # interrupted (KeyboardInterrupt, in the main thread)
+            self._abandon(slot, waiter, exc)
+            raise
+        if not woken:
             with self._lock:
-                if not waiter.acquire(blocking=False):  # not woken meanwhile: give up
-                    self._leave(slot, waiter)
+                if not waiter.acquire(blocking=False) and not self._off_chain(slot, waiter):
+                    self._leave(slot, waiter)  # no answer yet: give up
                     raise BackendUnavailable(
                         f"a batched read got no answer within {self._wait_timeout}s"
                     )
+        self._pass_on(slot)
         if slot.runner is waiter:
             return slot.batch
         return None
+
+    def _pass_on(self, slot: _Slot) -> None:
+        """Wake the next thread of a completed batch. Each woken thread wakes one more, so
+        they take the GIL one after another instead of all contending for it at once."""
+        chain = slot.chain
+        if chain:
+            try:  # noqa: SIM105 (a hot path: contextlib.suppress costs a context manager)
+                chain.pop().release()
+            except IndexError:
+                pass
+
+    def _off_chain(self, slot: _Slot, waiter: LockType) -> bool:
+        """Whether the slot's outcome is in; if so, take ``waiter`` off the wake-up chain
+        (or, if a thread has just popped it, wait for that thread's release)."""
+        chain = slot.chain
+        if chain is None:
+            return False
+        try:
+            chain.remove(waiter)
+        except ValueError:
+            waiter.acquire()
+        return True
+
+    def _abandon(self, slot: _Slot, waiter: LockType, exc: BaseException) -> None:
+        """A waiting thread was interrupted: the others must not wait on it."""
+        with self._lock:
+            woken = waiter.acquire(blocking=False) or self._off_chain(slot, waiter)
+            if not woken:
+                self._leave(slot, waiter)
+        if woken:
+            self._pass_on(slot)
+            if slot.runner is waiter and slot.batch is not None:
+                self._complete(slot.batch, None, exc)  # picked to send: fail the batch
 
     def _leave(self, slot: _Slot, waiter: LockType) -> None:
         """Take a waiter that gave up off its slot; drop a pending slot nobody waits on."""
@@ -209,11 +251,18 @@ class ReadBatcher:
         else:  # KeyboardInterrupt, SystemExit...: raised in the sending thread only
             shared = BackendUnavailable(f"the thread sending the read stopped: {error!r}")
         with self._lock:
+            chain: list[LockType] = []  # the readers to wake: see _pass_on
             for index, (key, slot) in enumerate(batch.items()):
                 if self._inflight.get(key) is slot:
                     del self._inflight[key]
-                self._finish(slot, None if values is None else values[index], shared)
+                slot.value = None if values is None else values[index]
+                slot.error = shared
+                slot.chain = chain
+                chain.extend(slot.waiters)
+                slot.waiters = []
             self._hand_over()
+            if chain:
+                chain.pop().release()
 
     def _finish(self, slot: _Slot, value: bytes | None, error: BaseException | None) -> None:
         """Record a slot's outcome and wake its waiting threads (under the lock)."""
