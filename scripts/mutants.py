@@ -186,6 +186,54 @@ MUTANTS.append(
     )
 )
 
+# The sync face's lanes and the chained wake-up of batched threads.
+_LANES = ("tests/test_lanes.py",)
+MUTANTS += [
+    Mutant(
+        "an error reply costs the lane its connection",
+        "src/redkit/_lanes.py",
+        "        except ResponseError:\n            self._put_back(conn)",
+        "        except ResponseError:\n            conn.disconnect()\n"
+        "            self._pool.release(conn)",
+        _LANES,
+    ),
+    Mutant(
+        "a forked child keeps the parent's lanes",
+        "src/redkit/_lanes.py",
+        "            self._idle = []  # the parent's sockets",
+        "            pass  # the parent's sockets",
+        _LANES,
+    ),
+    Mutant(
+        "lanes hold a small pool's connections",
+        "src/redkit/_lanes.py",
+        "min(MAX_IDLE, pool_size(client) // 8)",
+        "MAX_IDLE",
+        ("tests/sync/test_degradation.py",),
+    ),
+    Mutant(
+        "a lane outlives a Sentinel failover",
+        "src/redkit/_lanes.py",
+        "            if not self._owns(conn):",
+        "            if False:",
+        ("tests/sync/test_tiered.py",),
+    ),
+    Mutant(
+        "a woken thread does not wake the next",
+        "src/redkit/_async/read_batcher.py",
+        "                        )\n            self._pass_on(slot)",
+        "                        )",
+        ("tests/test_thread_batching.py", "tests/sync/test_read_batching.py"),
+    ),
+    Mutant(
+        "an interrupted waiter stays in the chain",
+        "src/redkit/_async/read_batcher.py",
+        "                self._abandon(slot, waiter, exc)\n",
+        "                pass\n",
+        ("tests/test_thread_batching.py",),
+    ),
+]
+
 # TieredCache and AdaptiveTTLCache guards.
 _TIERED = ("tests/async_/test_tiered.py", "tests/sync/test_tiered.py")
 _PROCESSES = (

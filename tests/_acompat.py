@@ -16,6 +16,7 @@ __all__ = [
     "Event",
     "Gated",
     "Started",
+    "hold_first_get",
     "intercept",
     "pause",
     "run_concurrently",
@@ -95,3 +96,21 @@ def intercept(client: Any, make: Callable[[Send], Send]) -> Callable[[], None]:
         client.execute_command = real
 
     return undo
+
+
+def hold_first_get(client: Any) -> tuple[Event, Event, Callable[[], None]]:
+    """Hold the first GET ``client`` sends, once the server has answered it, until released:
+    (answered, release, undo)."""
+    answered, release = Event(), Event()
+
+    def make(real: Send) -> Send:
+        async def send(*args: Any, **kwargs: Any) -> Any:
+            value = await real(*args, **kwargs)
+            if args[0] == "GET" and not answered.is_set():
+                answered.set()
+                await release.wait()
+            return value
+
+        return send
+
+    return answered, release, intercept(client, make)

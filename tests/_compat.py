@@ -18,6 +18,7 @@ __all__ = [
     "Event",
     "Gated",
     "Started",
+    "hold_first_get",
     "intercept",
     "pause",
     "run_concurrently",
@@ -107,3 +108,26 @@ def intercept(client: Any, make: Callable[[Send], Send]) -> Callable[[], None]:
             del lanes.execute
 
     return undo
+
+
+def hold_first_get(client: Any) -> tuple[Event, Event, Callable[[], None]]:
+    """Hold the first GET ``client`` sends, once the server has answered it, until released:
+    (answered, release, undo)."""
+    answered, release = Event(), Event()
+    holds = [True]
+
+    def make(real: Send) -> Send:
+        def send(*args: Any, **kwargs: Any) -> Any:
+            value = real(*args, **kwargs)
+            if args[0] == "GET":
+                try:
+                    holds.pop()  # atomic: only the first GET is held
+                except IndexError:
+                    return value
+                answered.set()
+                release.wait()
+            return value
+
+        return send
+
+    return answered, release, intercept(client, make)

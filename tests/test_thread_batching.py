@@ -20,7 +20,7 @@ import redkit
 from redkit._compat import Gate
 from redkit._sync.read_batcher import ReadBatcher
 from redkit.errors import BackendUnavailable
-from tests._compat import Event, intercept, start, wait_until
+from tests._compat import Event, hold_first_get, start, wait_until
 from tests.servers import commandstats, reset_commandstats
 
 
@@ -33,24 +33,7 @@ def sclient(redis_url: str) -> Iterator[Any]:
 
 def held(client: Any) -> tuple[Event, Event]:
     """Make the client's next GET wait (after the server answered) until released."""
-    answered, release = Event(), Event()
-    holds = [True]
-
-    def make(real: Any) -> Any:
-        def send(*args: Any, **kwargs: Any) -> Any:
-            value = real(*args, **kwargs)
-            if args[0] == "GET":
-                try:
-                    holds.pop()  # atomic: only the first GET is held
-                except IndexError:
-                    return value
-                answered.set()
-                release.wait()
-            return value
-
-        return send
-
-    intercept(client, make)
+    answered, release, _ = hold_first_get(client)
     return answered, release
 
 

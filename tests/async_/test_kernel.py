@@ -15,26 +15,14 @@ import pytest
 from redkit._acompat import ASYNC
 from redkit.asyncio import CacheAside, connect
 from redkit.errors import ConfigurationError
-from tests._acompat import FACE, Event, Gated, intercept, run_concurrently, start, wait_until
+from tests._acompat import FACE, Gated, hold_first_get, run_concurrently, start, wait_until
 from tests.servers import commandstats, reset_commandstats
 
 
 async def test_a_read_that_starts_after_a_write_never_joins_an_older_read(client: Any) -> None:
     cache = CacheAside(client, "barrier")
     await cache.set("k", "old")
-    executed, release = Event(), Event()
-
-    def held(real: Any) -> Any:
-        async def send(*args: Any, **kwargs: Any) -> Any:
-            value = await real(*args, **kwargs)
-            if args[0] == "GET":  # the server has answered: old bytes
-                executed.set()
-                await release.wait()
-            return value
-
-        return send
-
-    undo = intercept(client, held)
+    executed, release, undo = hold_first_get(client)  # held once the server has answered
     early = start(lambda: cache.get("k"))
     await executed.wait()
     undo()

@@ -25,7 +25,7 @@ from redkit._acompat import ASYNC
 from redkit.asyncio import TieredCache, connect
 from redkit.embedded import EmbeddedServer
 from redkit.errors import BackendRejected, ConfigurationError, InvalidKey
-from tests._acompat import Event, Gated, intercept, start, wait_until
+from tests._acompat import Event, Gated, hold_first_get, start, wait_until
 from tests.servers import primaries
 
 
@@ -129,19 +129,7 @@ async def test_a_read_sent_before_an_invalidation_never_fills_l1_after_it(
     await cache.set("k", "old")
     await cache.set("other", "x")
     await warm(cache, "other", echoes=2)  # "k" is not in L1
-    answered, release = Event(), Event()
-
-    def held(real: Any) -> Any:
-        async def send(*args: Any, **kwargs: Any) -> Any:
-            value = await real(*args, **kwargs)
-            if args[0] == "GET":  # the server has answered: old bytes
-                answered.set()
-                await release.wait()
-            return value
-
-        return send
-
-    undo = intercept(client, held)
+    answered, release, undo = hold_first_get(client)  # held once the server has answered
     read = start(lambda: cache.get("k"))
     await answered.wait()
     undo()

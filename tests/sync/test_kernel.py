@@ -16,26 +16,14 @@ import pytest
 from redkit._compat import ASYNC
 from redkit import CacheAside, connect
 from redkit.errors import ConfigurationError
-from tests._compat import FACE, Event, Gated, intercept, run_concurrently, start, wait_until
+from tests._compat import FACE, Gated, hold_first_get, run_concurrently, start, wait_until
 from tests.servers import commandstats, reset_commandstats
 
 
 def test_a_read_that_starts_after_a_write_never_joins_an_older_read(client: Any) -> None:
     cache = CacheAside(client, "barrier")
     cache.set("k", "old")
-    executed, release = Event(), Event()
-
-    def held(real: Any) -> Any:
-        def send(*args: Any, **kwargs: Any) -> Any:
-            value = real(*args, **kwargs)
-            if args[0] == "GET":  # the server has answered: old bytes
-                executed.set()
-                release.wait()
-            return value
-
-        return send
-
-    undo = intercept(client, held)
+    executed, release, undo = hold_first_get(client)  # held once the server has answered
     early = start(lambda: cache.get("k"))
     executed.wait()
     undo()

@@ -26,7 +26,7 @@ from redkit._compat import ASYNC
 from redkit import TieredCache, connect
 from redkit.embedded import EmbeddedServer
 from redkit.errors import BackendRejected, ConfigurationError, InvalidKey
-from tests._compat import Event, Gated, intercept, start, wait_until
+from tests._compat import Event, Gated, hold_first_get, start, wait_until
 from tests.servers import primaries
 
 
@@ -130,19 +130,7 @@ def test_a_read_sent_before_an_invalidation_never_fills_l1_after_it(
     cache.set("k", "old")
     cache.set("other", "x")
     warm(cache, "other", echoes=2)  # "k" is not in L1
-    answered, release = Event(), Event()
-
-    def held(real: Any) -> Any:
-        def send(*args: Any, **kwargs: Any) -> Any:
-            value = real(*args, **kwargs)
-            if args[0] == "GET":  # the server has answered: old bytes
-                answered.set()
-                release.wait()
-            return value
-
-        return send
-
-    undo = intercept(client, held)
+    answered, release, undo = hold_first_get(client)  # held once the server has answered
     read = start(lambda: cache.get("k"))
     answered.wait()
     undo()
