@@ -212,6 +212,13 @@ MUTANTS += [
         ("tests/sync/test_degradation.py",),
     ),
     Mutant(
+        "an idle lane is used unprobed",
+        "src/redkit/_lanes.py",
+        "                _probe(conn)",
+        "                pass",
+        _LANES,
+    ),
+    Mutant(
         "a lane outlives a Sentinel failover",
         "src/redkit/_lanes.py",
         "            if not self._owns(conn):",

@@ -17,7 +17,7 @@ from redis.retry import Retry
 
 import redkit
 from redkit._lanes import MAX_IDLE, Lanes, lanes_for
-from tests._compat import run_concurrently
+from tests._compat import run_concurrently, wait_until
 
 
 @pytest.fixture
@@ -71,6 +71,23 @@ def test_a_dropped_connection_is_retried_by_the_clients_policy(
     assert lanes is not None and lanes.execute("GET", "a") == b"A"
     assert admin.client_kill_filter(_type="normal", skipme=True) >= 1
     assert lanes.execute("GET", "b") == b"B"
+    client.close()
+
+
+def test_a_lane_the_server_closed_while_idle_is_replaced_without_a_retry(
+    url: str, admin: redis.Redis
+) -> None:
+    """The server's ``timeout`` (here a CLIENT KILL) closes an idle connection: the next
+    command must not fail, even with retries off (the pool probes what it hands out too)."""
+    client = redis.Redis.from_url(url, retry=Retry(NoBackoff(), 0))
+    lanes = lanes_for(client)
+    assert lanes is not None
+    lanes._probe_after = 0.0  # every idle lane counts as idle for long
+    killed = lanes.execute("CLIENT", "ID")
+    admin.client_kill_filter(_id=killed)
+    wait_until(lambda: killed not in [int(c["id"]) for c in admin.client_list()])
+    assert lanes.execute("GET", "a") == b"A"
+    assert lanes.execute("CLIENT", "ID") != killed
     client.close()
 
 

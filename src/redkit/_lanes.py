@@ -22,6 +22,9 @@ Rules that keep a lane as safe as a pooled connection:
   redis-py drops its idle connections then;
 - after ``os.fork()`` the parent's lanes are dropped (never used, never closed), as redis-py
   resets its pool;
+- a lane idle for over :data:`PROBE_AFTER` seconds is probed before use, as the pool probes
+  each connection it hands out, so a connection the server closed meanwhile (its
+  ``timeout``) is replaced rather than failing the command;
 - ``client.close()`` disconnects the lanes with the rest of the pool; a later command
   reconnects, as redis-py's own do.
 
@@ -35,9 +38,11 @@ no response callback in redis-py, so the replies are what the client's methods r
 from __future__ import annotations
 
 import os
+import time
 import weakref
 from typing import Any
 
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 
 from redkit._redis_compat import lanes_allowed, pool_size
@@ -45,6 +50,8 @@ from redkit._redis_compat import lanes_allowed, pool_size
 #: Lanes kept checked out between commands, per client: at most this many, and at most an
 #: eighth of a bounded pool (none for a pool of fewer than 8 connections).
 MAX_IDLE = 8
+#: Seconds idle after which a lane is probed before use, as the pool probes its connections.
+PROBE_AFTER = 1.0
 
 _LANES: weakref.WeakKeyDictionary[Any, Lanes | None] = weakref.WeakKeyDictionary()
 
@@ -65,8 +72,9 @@ class Lanes:
         self._pool = client.connection_pool
         self._owns = self._pool.owns_connection
         self._max_idle = min(MAX_IDLE, pool_size(client) // 8)
+        self._probe_after = PROBE_AFTER
         self._pid = os.getpid()
-        self._idle: list[Any] = []
+        self._idle: list[tuple[Any, float]] = []  # (connection, when it was put back)
 
     def execute(self, *args: Any) -> Any:
         """Send one command on a lane and return its reply as redis-py parses it."""
@@ -74,13 +82,15 @@ class Lanes:
             self._pid = os.getpid()
             self._idle = []  # the parent's sockets: never used here, never closed here
         try:
-            conn = self._idle.pop()
+            conn, since = self._idle.pop()
         except IndexError:
             conn = self._pool.get_connection()
         else:
             if not self._owns(conn):  # a new Sentinel master: the pool drops the old one's
                 self._pool.release(conn)
                 conn = self._pool.get_connection()
+            elif time.monotonic() - since > self._probe_after:
+                _probe(conn)
         try:
             reply = conn.retry.call_with_retry(
                 lambda: _send(conn, args), lambda _error: conn.disconnect()
@@ -98,9 +108,21 @@ class Lanes:
     def _put_back(self, conn: Any) -> None:
         idle = self._idle
         if len(idle) < self._max_idle and conn.pid == self._pid:
-            idle.append(conn)
+            idle.append((conn, time.monotonic()))
         else:
             self._pool.release(conn)
+
+
+def _probe(conn: Any) -> None:
+    """Disconnect a lane that has data or an end of file waiting (the server closed an idle
+    connection: its ``timeout``, a CLIENT KILL), so the send reconnects first instead of
+    failing, whatever the retry policy; the pool does the same at each checkout."""
+    try:
+        stale = conn.can_read()
+    except (OSError, RedisConnectionError):
+        stale = True
+    if stale:
+        conn.disconnect()
 
 
 def _send(conn: Any, args: tuple[Any, ...]) -> Any:
