@@ -18,10 +18,10 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Awaitable, Callable
-from types import TracebackType
 from typing import Any, ParamSpec, TypeVar, overload
 
 from redkit._acompat import ASYNC, call_fetcher
+from redkit._async.lifecycle import Closeable
 from redkit._async.store import Store
 from redkit._core.clock import SYSTEM_CLOCK, Clock
 from redkit._core.degradation import LIMITER_ON_ERROR_CHOICES, Degradation, LimiterOnError
@@ -58,7 +58,7 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 
-class Limiter:
+class Limiter(Closeable):
     """What the five limiters share; see the module docstring. Not made directly."""
 
     #: the algorithm's name, the default key prefix's last part, and its script
@@ -213,17 +213,6 @@ class Limiter:
     async def aclose(self) -> None:
         """Stop this limiter's background work (none today); the client stays open."""
         await self.store.aclose()
-
-    async def __aenter__(self) -> Limiter:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.keys.namespace!r} limit={self._limit}>"

@@ -42,10 +42,10 @@ import re
 import secrets
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from types import TracebackType
 from typing import Any
 
 from redkit._acompat import ASYNC
+from redkit._async.lifecycle import Closeable
 from redkit._async.store import Store
 from redkit._core.codecs import DEFAULT_MAX_VALUE_SIZE, NEGATIVE, Codec, Serializer, SerializerName
 from redkit._core.events import Event, Events
@@ -96,7 +96,7 @@ class Session:
     last_accessed_at: float = 0.0
 
 
-class SessionStore:
+class SessionStore(Closeable):
     """Sessions in Redis for ``ttl`` seconds after their last read, indexed per user.
 
     ``create(user_id, data=None) -> id``, ``get(id) -> Session | None`` (slides the
@@ -397,17 +397,6 @@ class SessionStore:
     async def aclose(self) -> None:
         """Stop this store's background work (not the client)."""
         await self.store.aclose()
-
-    async def __aenter__(self) -> SessionStore:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
     async def list(self, user_id: KeyId) -> builtins.list[Session]:
         """The live sessions of ``user_id`` (exact), oldest first; reading does not slide."""

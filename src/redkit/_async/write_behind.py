@@ -31,10 +31,10 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Mapping
-from types import TracebackType
-from typing import Any
+from typing import Any, Self
 
 from redkit._acompat import ASYNC, sleep
+from redkit._async.lifecycle import Closeable
 from redkit._async.repository import Entity, Repository
 from redkit._async.store import Store
 from redkit._async.write_behind_flusher import Flusher
@@ -96,7 +96,7 @@ def _field(value: Any, name: str) -> str:
     return value
 
 
-class WriteBehind:
+class WriteBehind(Closeable):
     """Writes that return once they are in Redis, flushed to ``repository`` in batches.
 
     ``repository``: a :class:`~redkit.Repository` (``find_by_id`` and ``upsert_many`` are
@@ -403,17 +403,9 @@ class WriteBehind:
         await self.stop()
         await self.store.aclose()
 
-    async def __aenter__(self) -> WriteBehind:
+    async def __aenter__(self) -> Self:
         await self.start()
         return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
     async def _check_layout(self) -> None:
         """Record this prefix's shard count, or refuse a different one."""

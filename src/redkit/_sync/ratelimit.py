@@ -19,10 +19,10 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Awaitable, Callable
-from types import TracebackType
 from typing import Any, ParamSpec, TypeVar, overload
 
 from redkit._compat import ASYNC, call_fetcher
+from redkit._sync.lifecycle import Closeable
 from redkit._sync.store import Store
 from redkit._core.clock import SYSTEM_CLOCK, Clock
 from redkit._core.degradation import LIMITER_ON_ERROR_CHOICES, Degradation, LimiterOnError
@@ -56,7 +56,7 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 
-class Limiter:
+class Limiter(Closeable):
     """What the five limiters share; see the module docstring. Not made directly."""
 
     #: the algorithm's name, the default key prefix's last part, and its script
@@ -208,17 +208,6 @@ class Limiter:
     def close(self) -> None:
         """Stop this limiter's background work (none today); the client stays open."""
         self.store.close()
-
-    def __enter__(self) -> Limiter:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.keys.namespace!r} limit={self._limit}>"

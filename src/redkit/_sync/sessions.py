@@ -43,10 +43,10 @@ import re
 import secrets
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from types import TracebackType
 from typing import Any
 
 from redkit._compat import ASYNC
+from redkit._sync.lifecycle import Closeable
 from redkit._sync.store import Store
 from redkit._core.codecs import DEFAULT_MAX_VALUE_SIZE, NEGATIVE, Codec, Serializer, SerializerName
 from redkit._core.events import Event, Events
@@ -97,7 +97,7 @@ class Session:
     last_accessed_at: float = 0.0
 
 
-class SessionStore:
+class SessionStore(Closeable):
     """Sessions in Redis for ``ttl`` seconds after their last read, indexed per user.
 
     ``create(user_id, data=None) -> id``, ``get(id) -> Session | None`` (slides the
@@ -395,17 +395,6 @@ class SessionStore:
     def close(self) -> None:
         """Stop this store's background work (not the client)."""
         self.store.close()
-
-    def __enter__(self) -> SessionStore:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def list(self, user_id: KeyId) -> builtins.list[Session]:
         """The live sessions of ``user_id`` (exact), oldest first; reading does not slide."""

@@ -32,10 +32,10 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Mapping
-from types import TracebackType
-from typing import Any
+from typing import Any, Self
 
 from redkit._compat import ASYNC, sleep
+from redkit._sync.lifecycle import Closeable
 from redkit._sync.repository import Entity, Repository
 from redkit._sync.store import Store
 from redkit._sync.write_behind_flusher import Flusher
@@ -97,7 +97,7 @@ def _field(value: Any, name: str) -> str:
     return value
 
 
-class WriteBehind:
+class WriteBehind(Closeable):
     """Writes that return once they are in Redis, flushed to ``repository`` in batches.
 
     ``repository``: a :class:`~redkit.Repository` (``find_by_id`` and ``upsert_many`` are
@@ -401,17 +401,9 @@ class WriteBehind:
         self.stop()
         self.store.close()
 
-    def __enter__(self) -> WriteBehind:
+    def __enter__(self) -> Self:
         self.start()
         return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def _check_layout(self) -> None:
         """Record this prefix's shard count, or refuse a different one."""
