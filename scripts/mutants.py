@@ -233,6 +233,20 @@ MUTANTS += [
         ("tests/test_thread_batching.py", "tests/sync/test_read_batching.py"),
     ),
     Mutant(
+        "a woken thread interrupted stops the chain",
+        "src/redkit/_async/read_batcher.py",
+        "            if woken:\n                self._pass_on(slot)",
+        "            if woken:\n                pass",
+        ("tests/test_thread_batching.py",),
+    ),
+    Mutant(
+        "an interrupted sender leaves its batch unsent",
+        "src/redkit/_async/read_batcher.py",
+        "                    self._complete(slot.batch, None, error)",
+        "                    pass",
+        ("tests/test_thread_batching.py",),
+    ),
+    Mutant(
         "an interrupted waiter stays in the chain",
         "src/redkit/_async/read_batcher.py",
         "                self._abandon(slot, waiter, exc)\n",

@@ -112,6 +112,83 @@ def test_a_waiting_thread_interrupted_never_strands_the_others(sclient: Any) -> 
     assert [other.result(timeout=5) for other in others] == [b"v"] * 5
 
 
+def interrupt_once_woken(woken: Any) -> Any:
+    """A SIGALRM handler for the main thread, blocked in a batched read: it lets the held
+    request return (``release``, set by ``woken``), waits until ``woken()`` says this thread's
+    wake-up happened, then raises: the thread is interrupted after it was woken."""
+
+    def handler(signum: int, frame: Any) -> None:
+        wait_until(woken, timeout=5)
+        raise Interrupted
+
+    return handler
+
+
+def alarm_in_main_thread(handler: Any, call: Any) -> None:
+    previous = signal.signal(signal.SIGALRM, handler)
+    try:
+        signal.setitimer(signal.ITIMER_REAL, 0.2)
+        with pytest.raises(Interrupted):
+            call()
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def test_a_thread_interrupted_once_picked_to_send_fails_the_batch_for_the_others(
+    sclient: Any,
+) -> None:
+    answered, release = held(sclient)
+    batcher = ReadBatcher(sclient, cluster=False, gate=Gate(10), wait_timeout=30)
+    sender = start(lambda: batcher.get("first"))
+    answered.wait()
+    # the main thread waits on "k" first (it will be picked to send), then another thread
+    joiner = start(
+        lambda: (
+            wait_until(lambda: "k" in batcher._pending and len(batcher._pending["k"].waiters) == 1),
+            batcher.get("k"),
+        )[1]
+    )
+
+    def picked() -> bool:
+        if "k" in batcher._pending and len(batcher._pending["k"].waiters) == 2:
+            release.set()
+        slot = batcher._inflight.get("k")
+        return slot is not None and slot.runner is not None
+
+    alarm_in_main_thread(interrupt_once_woken(picked), lambda: batcher.get("k"))
+    with pytest.raises(BackendUnavailable, match="stopped"):
+        joiner.result(timeout=5)
+    assert sender.result() is None
+    assert batcher.get("k") is None, "the batcher works again"
+
+
+def test_a_thread_interrupted_once_woken_still_wakes_the_next(sclient: Any) -> None:
+    sclient.mset({"k": "v"})
+    answered, release = held(sclient)
+    batcher = ReadBatcher(sclient, cluster=False, gate=Gate(10), wait_timeout=30)
+    sender = start(lambda: batcher.get("first"))
+    answered.wait()
+    # three threads wait on "k" (the first will send), then the main thread: woken first
+    others = []
+    for count in (1, 2, 3):
+        others.append(start(lambda: batcher.get("k")))
+        wait_until(lambda c=count: len(batcher._pending["k"].waiters) == c)  # type: ignore[misc]
+    slot = batcher._pending["k"]
+
+    def woken() -> bool:
+        if len(slot.waiters) == 4:
+            release.set()
+        if slot.chain is None:
+            return False
+        with batcher._lock:  # the chain's first wake-up (this thread's) has been made
+            return True
+
+    alarm_in_main_thread(interrupt_once_woken(woken), lambda: batcher.get("k"))
+    assert sender.result() is None
+    assert [other.result(timeout=5) for other in others] == [b"v"] * 3
+
+
 def test_close_releases_every_waiting_thread(sclient: Any) -> None:
     answered, release = held(sclient)
     batcher = ReadBatcher(sclient, cluster=False, gate=Gate(10))

@@ -206,10 +206,7 @@ else:
             """The uncontended read: a plain GET, then hand over what arrived meanwhile."""
             try:
                 with self._gate:
-                    if self._lanes is None:
-                        value = self._client.get(key)
-                    else:
-                        value = self._lanes.execute("GET", key)
+                    value = self._send([key])[0]
             except BaseException as exc:
                 self._complete({key: slot}, None, exc)  # every joined reader gets it too
                 raise
@@ -222,7 +219,7 @@ else:
                     self._hand_over()
                 else:
                     self._running = False
-            return value  # type: ignore[no-any-return]
+            return value
 
         def detach(self, key: str) -> None:
             """Make later reads of ``key`` go to Redis instead of joining one already sent."""
@@ -288,8 +285,11 @@ else:
                     self._leave(slot, waiter)
             if woken:
                 self._pass_on(slot)
-                if slot.runner is waiter and slot.batch is not None:
-                    self._complete(slot.batch, None, exc)  # picked to send: fail the batch
+                if slot.runner is waiter and slot.batch is not None:  # picked to send
+                    error = BackendUnavailable(
+                        f"the thread picked to send the read stopped: {exc!r}"
+                    )
+                    self._complete(slot.batch, None, error)
 
         def _leave(self, slot: _Slot, waiter: LockType) -> None:
             """Take a waiter that gave up off its slot; drop a pending slot nobody waits on."""
