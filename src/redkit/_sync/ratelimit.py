@@ -213,72 +213,57 @@ class Limiter(Closeable):
         return f"<{type(self).__name__} {self.keys.namespace!r} limit={self._limit}>"
 
 
-class FixedWindowLimiter(Limiter):
+class WindowLimiter(Limiter):
+    """What the three window limiters share: at most ``limit`` per ``window`` seconds, each by
+    its :attr:`algorithm_type`. Not made directly."""
+
+    algorithm_type: type[FixedWindow | SlidingWindowLog | SlidingWindowCounter]
+
+    def __init__(
+        self,
+        client: Any,
+        limit: int,
+        window: float,
+        *,
+        prefix: str | None = None,
+        version: int | str | None = None,
+        on_error: LimiterOnError | None = None,
+        fallback: LocalLimiter | None = None,
+        breaker: float = 1.0,
+        clock: Clock = SYSTEM_CLOCK,
+    ) -> None:
+        super().__init__(
+            client,
+            self.algorithm_type(limit, window),
+            prefix=prefix,
+            version=version,
+            on_error=on_error,
+            fallback=fallback,
+            breaker=breaker,
+            clock=clock,
+        )
+
+
+class FixedWindowLimiter(WindowLimiter):
     """At most ``limit`` hits per ``window`` seconds; a window starts with the first hit after
     the previous one ended. The count and its expiry are written by one script, so no crash
     can leave a key that never expires. Cheap, exact within a window; up to ``2 * limit`` can
     pass around a window's end."""
 
     kind = "fixed_window"
-
-    def __init__(
-        self,
-        client: Any,
-        limit: int,
-        window: float,
-        *,
-        prefix: str | None = None,
-        version: int | str | None = None,
-        on_error: LimiterOnError | None = None,
-        fallback: LocalLimiter | None = None,
-        breaker: float = 1.0,
-        clock: Clock = SYSTEM_CLOCK,
-    ) -> None:
-        super().__init__(
-            client,
-            FixedWindow(limit, window),
-            prefix=prefix,
-            version=version,
-            on_error=on_error,
-            fallback=fallback,
-            breaker=breaker,
-            clock=clock,
-        )
+    algorithm_type = FixedWindow
 
 
-class SlidingWindowLogLimiter(Limiter):
+class SlidingWindowLogLimiter(WindowLimiter):
     """At most ``limit`` hits in any span of ``window`` seconds, exactly: one sorted-set entry
     per unit of cost (memory grows with the limit). Expired entries are removed, the rest
     counted and the new ones added in one script, so concurrent callers never overshoot."""
 
     kind = "sliding_window_log"
-
-    def __init__(
-        self,
-        client: Any,
-        limit: int,
-        window: float,
-        *,
-        prefix: str | None = None,
-        version: int | str | None = None,
-        on_error: LimiterOnError | None = None,
-        fallback: LocalLimiter | None = None,
-        breaker: float = 1.0,
-        clock: Clock = SYSTEM_CLOCK,
-    ) -> None:
-        super().__init__(
-            client,
-            SlidingWindowLog(limit, window),
-            prefix=prefix,
-            version=version,
-            on_error=on_error,
-            fallback=fallback,
-            breaker=breaker,
-            clock=clock,
-        )
+    algorithm_type = SlidingWindowLog
 
 
-class SlidingWindowCounterLimiter(Limiter):
+class SlidingWindowCounterLimiter(WindowLimiter):
     """The weighted two-window estimate in O(1) memory per key.
 
     Error bound: at most ``limit`` in each window; in any span of ``window`` seconds at most
@@ -287,30 +272,7 @@ class SlidingWindowCounterLimiter(Limiter):
     """
 
     kind = "sliding_window_counter"
-
-    def __init__(
-        self,
-        client: Any,
-        limit: int,
-        window: float,
-        *,
-        prefix: str | None = None,
-        version: int | str | None = None,
-        on_error: LimiterOnError | None = None,
-        fallback: LocalLimiter | None = None,
-        breaker: float = 1.0,
-        clock: Clock = SYSTEM_CLOCK,
-    ) -> None:
-        super().__init__(
-            client,
-            SlidingWindowCounter(limit, window),
-            prefix=prefix,
-            version=version,
-            on_error=on_error,
-            fallback=fallback,
-            breaker=breaker,
-            clock=clock,
-        )
+    algorithm_type = SlidingWindowCounter
 
 
 class TokenBucketLimiter(Limiter):
