@@ -4,6 +4,12 @@
 rewrites a ``redis://`` URL to go through it). ``proxy.partition()`` stops forwarding in both
 directions without closing anything: commands get no answer, like packets lost on a broken
 network (not a refused connection). ``proxy.heal()`` resumes forwarding.
+
+``proxy.delay_reply(b"EVALSHA", hold)`` holds back the server's reply to the next request
+that contains ``b"EVALSHA"`` until the event ``hold`` is set (or the proxy closes): a client
+whose ``socket_timeout`` passes meanwhile gives up on a command the server has already run,
+and redis-py's retry re-sends it on a new connection. ``proxy.delayed`` is set once such a
+reply has been held back, so a test can wait for it instead of sleeping.
 """
 
 from __future__ import annotations
@@ -29,6 +35,8 @@ class Proxy:
         self._closed = threading.Event()
         self._sockets: list[socket.socket] = []
         self._lock = threading.Lock()
+        self._delay: tuple[bytes, threading.Event] | None = None
+        self.delayed = threading.Event()
         threading.Thread(target=self._accept, daemon=True, name="proxy accept").start()
 
     def url_for(self, url: str) -> str:
@@ -43,6 +51,15 @@ class Proxy:
     def heal(self) -> None:
         """Resume forwarding."""
         self._open.set()
+
+    def delay_reply(self, match: bytes, hold: threading.Event) -> None:
+        """Hold back the reply to the next request containing ``match`` until ``hold`` is set.
+
+        Only one request is affected; later ones (the client's re-send included) flow.
+        """
+        with self._lock:
+            self._delay = (match, hold)
+            self.delayed.clear()
 
     def close(self) -> None:
         """Stop listening and close every proxied connection."""
@@ -77,12 +94,23 @@ class Proxy:
                 continue
             with self._lock:
                 self._sockets += [client, server]
-            for source, target in ((client, server), (server, client)):
+            # The request pump tells the reply pump of its connection which reply to hold.
+            held: list[threading.Event] = []
+            for source, target, requests in ((client, server, True), (server, client, False)):
                 threading.Thread(
-                    target=self._pump, args=(source, target), daemon=True, name="proxy pump"
+                    target=self._pump,
+                    args=(source, target, requests, held),
+                    daemon=True,
+                    name="proxy pump",
                 ).start()
 
-    def _pump(self, source: socket.socket, target: socket.socket) -> None:
+    def _pump(
+        self,
+        source: socket.socket,
+        target: socket.socket,
+        requests: bool,
+        held: list[threading.Event],
+    ) -> None:
         try:
             while True:
                 self._open.wait()
@@ -90,6 +118,13 @@ class Proxy:
                 self._open.wait()  # data read just before a partition is held, not sent
                 if not data or self._closed.is_set():
                     break
+                if requests:
+                    self._arm(data, held)
+                elif held:
+                    hold = held.pop()
+                    self.delayed.set()
+                    while not hold.wait(0.05) and not self._closed.is_set():
+                        pass
                 target.sendall(data)
         except OSError:
             pass
@@ -97,3 +132,9 @@ class Proxy:
             for sock in (source, target):
                 with contextlib.suppress(OSError):
                     sock.shutdown(socket.SHUT_RDWR)
+
+    def _arm(self, request: bytes, held: list[threading.Event]) -> None:
+        with self._lock:
+            if self._delay is not None and self._delay[0] in request:
+                held.append(self._delay[1])
+                self._delay = None
