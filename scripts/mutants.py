@@ -348,6 +348,13 @@ MUTANTS += [
         ("tests/test_tiered_threads.py",),
     ),
     Mutant(
+        "an L1 entry outlives the Redis TTL it was read with",
+        "src/redkit/_async/tiered.py",
+        "            expires_at = sent + pttl / 1000",
+        "            expires_at = None",
+        _TIERED,
+    ),
+    Mutant(
         "a fill does not align the statistics' expiry",
         "src/redkit/lua/cache_fill.lua",
         "for i = 3, #KEYS do",

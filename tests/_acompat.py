@@ -98,15 +98,15 @@ def intercept(client: Any, make: Callable[[Send], Send]) -> Callable[[], None]:
     return undo
 
 
-def hold_first_get(client: Any) -> tuple[Event, Event, Callable[[], None]]:
-    """Hold the first GET ``client`` sends, once the server has answered it, until released:
-    (answered, release, undo)."""
+def hold_first_get(client: Any, command: str = "GET") -> tuple[Event, Event, Callable[[], None]]:
+    """Hold the first ``command`` (a GET unless told) ``client`` sends, once the server has
+    answered it, until released: (answered, release, undo)."""
     answered, release = Event(), Event()
 
     def make(real: Send) -> Send:
         async def send(*args: Any, **kwargs: Any) -> Any:
             value = await real(*args, **kwargs)
-            if args[0] == "GET" and not answered.is_set():
+            if args[0] == command and not answered.is_set():
                 answered.set()
                 await release.wait()
             return value

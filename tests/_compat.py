@@ -110,16 +110,16 @@ def intercept(client: Any, make: Callable[[Send], Send]) -> Callable[[], None]:
     return undo
 
 
-def hold_first_get(client: Any) -> tuple[Event, Event, Callable[[], None]]:
-    """Hold the first GET ``client`` sends, once the server has answered it, until released:
-    (answered, release, undo)."""
+def hold_first_get(client: Any, command: str = "GET") -> tuple[Event, Event, Callable[[], None]]:
+    """Hold the first ``command`` (a GET unless told) ``client`` sends, once the server has
+    answered it, until released: (answered, release, undo)."""
     answered, release = Event(), Event()
     holds = [True]
 
     def make(real: Send) -> Send:
         def send(*args: Any, **kwargs: Any) -> Any:
             value = real(*args, **kwargs)
-            if args[0] == "GET":
+            if args[0] == command:
                 try:
                     holds.pop()  # atomic: only the first GET is held
                 except IndexError:

@@ -211,3 +211,19 @@ def test_an_entry_key_gives_back_its_id_text(id: Any) -> None:
 )
 def test_keys_that_are_not_entries_give_no_id(raw: bytes) -> None:
     assert KeySpace("p").id_of(raw) is None
+
+
+def test_an_entry_expires_at_the_sooner_of_its_ttl_and_its_source_expiry() -> None:
+    l1, clock = make(ttl=10.0)
+    for key, expires_at in (("soon", clock.now + 2), ("late", clock.now + 60), ("none", None)):
+        ticket = l1.begin(key)
+        l1.fill(key, key, ticket, expires_at)
+        l1.end(key, ticket)
+    clock.now += 1.999
+    assert "soon" in l1 and "late" in l1 and "none" in l1
+    clock.now += 0.001
+    assert "soon" not in l1 and l1.lookup("soon") is None
+    clock.now += 7.999
+    assert "late" in l1 and "none" in l1
+    clock.now += 0.001
+    assert "late" not in l1 and "none" not in l1

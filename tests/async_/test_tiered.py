@@ -129,7 +129,8 @@ async def test_a_read_sent_before_an_invalidation_never_fills_l1_after_it(
     await cache.set("k", "old")
     await cache.set("other", "x")
     await warm(cache, "other", echoes=2)  # "k" is not in L1
-    answered, release, undo = hold_first_get(client)  # held once the server has answered
+    # held once the server has answered (a read of Redis: value and PTTL, one script)
+    answered, release, undo = hold_first_get(client, "EVALSHA")
     read = start(lambda: cache.get("k"))
     await answered.wait()
     undo()
@@ -221,6 +222,29 @@ async def test_an_l1_entry_lives_l1_ttl_seconds(client: Any) -> None:
     clock.now += 0.1
     assert await cache.get("k") == "v"
     assert cache.stats.l1_hits == hits + 1, "an expired L1 entry was served"
+    await cache.aclose()
+
+
+async def test_an_l1_entry_never_outlives_the_redis_ttl_it_was_read_with(client: Any) -> None:
+    # Redis announces an expiry only when it deletes the key, which for a key nobody reads
+    # on the server can take minutes: L1 must stop serving it on its own, even with a longer
+    # l1_ttl and no invalidation arriving (the fake clock runs ahead of the server's).
+    clock = Clock()
+    cache = await listening(TieredCache(client, "pttl", l1_ttl=60, clock=clock))
+    await cache.set("short", "s", ttl=30)
+    await cache.set("fetched", "f", ttl=30)
+    await warm(cache, "short", echoes=2)
+    assert await cache.get_or_fetch("fetched", lambda: "never") == "f"
+    assert "fetched" in cache.l1
+    clock.now += 29.5
+    hits = cache.stats.l1_hits
+    assert await cache.get("short") == "s" and await cache.get_or_fetch("fetched", list) == "f"
+    assert cache.stats.l1_hits == hits + 2
+    clock.now += 0.5
+    assert "short" not in cache.l1 and "fetched" not in cache.l1
+    assert await cache.get("short") == "s"  # from Redis: it is still there
+    assert await cache.get_or_fetch("fetched", lambda: "never") == "f"
+    assert cache.stats.l1_hits == hits + 2, "L1 served an entry past its Redis TTL"
     await cache.aclose()
 
 

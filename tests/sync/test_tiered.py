@@ -130,7 +130,8 @@ def test_a_read_sent_before_an_invalidation_never_fills_l1_after_it(
     cache.set("k", "old")
     cache.set("other", "x")
     warm(cache, "other", echoes=2)  # "k" is not in L1
-    answered, release, undo = hold_first_get(client)  # held once the server has answered
+    # held once the server has answered (a read of Redis: value and PTTL, one script)
+    answered, release, undo = hold_first_get(client, "EVALSHA")
     read = start(lambda: cache.get("k"))
     answered.wait()
     undo()
@@ -222,6 +223,29 @@ def test_an_l1_entry_lives_l1_ttl_seconds(client: Any) -> None:
     clock.now += 0.1
     assert cache.get("k") == "v"
     assert cache.stats.l1_hits == hits + 1, "an expired L1 entry was served"
+    cache.close()
+
+
+def test_an_l1_entry_never_outlives_the_redis_ttl_it_was_read_with(client: Any) -> None:
+    # Redis announces an expiry only when it deletes the key, which for a key nobody reads
+    # on the server can take minutes: L1 must stop serving it on its own, even with a longer
+    # l1_ttl and no invalidation arriving (the fake clock runs ahead of the server's).
+    clock = Clock()
+    cache = listening(TieredCache(client, "pttl", l1_ttl=60, clock=clock))
+    cache.set("short", "s", ttl=30)
+    cache.set("fetched", "f", ttl=30)
+    warm(cache, "short", echoes=2)
+    assert cache.get_or_fetch("fetched", lambda: "never") == "f"
+    assert "fetched" in cache.l1
+    clock.now += 29.5
+    hits = cache.stats.l1_hits
+    assert cache.get("short") == "s" and cache.get_or_fetch("fetched", list) == "f"
+    assert cache.stats.l1_hits == hits + 2
+    clock.now += 0.5
+    assert "short" not in cache.l1 and "fetched" not in cache.l1
+    assert cache.get("short") == "s"  # from Redis: it is still there
+    assert cache.get_or_fetch("fetched", lambda: "never") == "f"
+    assert cache.stats.l1_hits == hits + 2, "L1 served an entry past its Redis TTL"
     cache.close()
 
 

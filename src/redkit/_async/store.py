@@ -281,6 +281,8 @@ class Store:
         """:meth:`run`, sent in one pipeline with the other calls of this event-loop turn
         (async face; see :mod:`redkit._async.script_batcher`); the sync face sends it at once.
         For hot paths where many callers run short scripts concurrently (rate limits)."""
+        if self._cold:
+            await self._warm()
         return await self._scripts.run(script, keys, args)
 
     async def _load(self, script: LuaScript) -> None:

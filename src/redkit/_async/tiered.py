@@ -1,7 +1,10 @@
 """Tiered cache: an in-process LRU (L1) in front of Redis (L2), invalidated by Redis itself.
 
 L1 (:class:`~redkit._core.l1.L1`) is bounded (``l1_max_size``, least recently used out
-first) and each entry expires ``l1_ttl`` seconds after it was stored. L2 is a cache-aside
+first) and each entry expires ``l1_ttl`` seconds after it was stored, or when the copy in
+Redis it was read from expires if that comes sooner: a read of Redis returns the value with
+its remaining PTTL (one script, one round trip), because Redis announces an expiry only when
+it deletes the key, which for a key nobody reads on the server can take minutes. L2 is a cache-aside
 entry ``prefix:{id}`` with ``CacheAside``'s fill lease and stampede protection (the shared
 :class:`~redkit._async.loader.Loader`).
 
@@ -57,6 +60,7 @@ if not ASYNC:
 
 logger = logging.getLogger("redkit.tiered")
 
+_GET_WITH_TTL = script("cache_get_with_ttl")
 _SET = script("cache_set")
 _INVALIDATE = script("cache_invalidate")
 _CANONICAL_INT = re.compile(r"0|-?[1-9][0-9]*")
@@ -66,10 +70,11 @@ class TieredCache(Closeable):
     """An in-process LRU in front of Redis that every process's writes invalidate.
 
     ``l2_ttl``: seconds an entry lives in Redis; ``l1_max_size``: entries in L1 at most;
-    ``l1_ttl``: seconds an entry lives in L1 (a bound on staleness if invalidations were ever
-    delayed, never needed for correctness otherwise); ``health_check_interval``: seconds
-    between health checks of the invalidation connections (a connection silent past it is
-    treated as lost: L1 emptied and bypassed until it is back).
+    ``l1_ttl``: seconds an entry lives in L1 at most (a bound on staleness if invalidations
+    were ever delayed; never longer than the entry had left in Redis when it was read);
+    ``health_check_interval``: seconds between health checks of the invalidation connections
+    (a connection silent past it is treated as lost: L1 emptied and bypassed until it is
+    back).
 
     The other options are ``CacheAside``'s (``serializer``, ``compress_threshold``,
     ``max_value_size``, ``version``, ``negative_ttl``, ``lock_ttl``, ``lock_wait``,
@@ -260,10 +265,11 @@ class TieredCache(Closeable):
             return default if entry[0] is NEGATIVE else entry[0]
         if self.degradation.is_open():
             return default
+        sent = self._now()
         ticket = self.l1.begin(name)
         try:
             try:
-                data = await self.store.get(key)
+                data, pttl = await self.store.run_batched(_GET_WITH_TTL, [key])
             except RedkitError as exc:
                 self.degradation.read_failed(exc)
                 return default
@@ -271,7 +277,7 @@ class TieredCache(Closeable):
             value = self.loader.decode(key, data)
             if value is MISSING:
                 return default
-            self._fill(name, value, ticket)
+            self._fill(name, value, ticket, sent, pttl)
             return default if value is NEGATIVE else value
         finally:
             self.l1.end(name, ticket)
@@ -287,17 +293,18 @@ class TieredCache(Closeable):
             return None if entry[0] is NEGATIVE else entry[0]
         if self.degradation.is_open():
             return await self.loader.fetch(fetcher)
+        sent = self._now()
         ticket = self.l1.begin(name)
         try:
             try:
-                data = await self.store.get(key)
+                data, pttl = await self.store.run_batched(_GET_WITH_TTL, [key])
             except RedkitError as exc:
                 self.degradation.read_failed(exc)
                 return await self.loader.fetch(fetcher)
             self.invalidations.start()
             value = self.loader.decode(key, data)
             if value is not MISSING:
-                self._fill(name, value, ticket)
+                self._fill(name, value, ticket, sent, pttl)
                 return None if value is NEGATIVE else value
         finally:
             self.l1.end(name, ticket)
@@ -305,8 +312,16 @@ class TieredCache(Closeable):
         # through the next read, once Redis holds it.
         return await self.store.flight(key, lambda: self.loader.load(key, fetcher, ttl_ms, data))
 
-    def _fill(self, name: KeyId, value: Any, ticket: Any) -> None:
-        evicted = self.l1.fill(name, value, ticket)
+    def _fill(self, name: KeyId, value: Any, ticket: Any, sent: float, pttl: int) -> None:
+        """Store what a read returned in L1, to expire no later than Redis's copy: ``pttl``
+        (ms left, -1 for none) counted from ``sent``, before the server measured it."""
+        if pttl == -1:
+            expires_at = None
+        elif pttl > 0:
+            expires_at = sent + pttl / 1000
+        else:  # expiring as it was read
+            return
+        evicted = self.l1.fill(name, value, ticket, expires_at)
         if evicted > 0:
             self.events.emit(Event.L1_EVICTION, evicted)
 

@@ -2,8 +2,9 @@
 
 Entries live in an ``OrderedDict`` (least recently used first): a hit moves its entry to the
 end, an insert past ``max_size`` evicts from the front. Each entry is ``(value, expires_at)``
-on the injected clock. ``benchmarks/l1_stores.py`` measures this against cachebox, cachetools
-and theine; the choice and its reasons are in ``benchmarks/RESULTS.md``.
+on the injected clock: ``ttl`` after the fill, or sooner when the value read expires
+sooner in Redis (see :meth:`L1.fill`). ``benchmarks/l1_stores.py`` measures this against
+cachebox, cachetools and theine; the choice and its reasons are in ``benchmarks/RESULTS.md``.
 
 The pattern reads hits straight from :attr:`L1.data` (its fast path must not pay for a
 method call); everything else goes through the methods here.
@@ -115,14 +116,23 @@ class L1:
             if ticket.readers <= 0 and self._reading.get(key) is ticket:
                 del self._reading[key]
 
-    def fill(self, key: Hashable, value: Any, ticket: Ticket) -> int:
+    def fill(
+        self, key: Hashable, value: Any, ticket: Ticket, expires_at: float | None = None
+    ) -> int:
         """Store ``value`` for ``key`` if ``ticket`` is still valid; how many entries that
-        evicted (least recently used first, past ``max_size``), or -1 if it was not stored."""
+        evicted (least recently used first, past ``max_size``), or -1 if it was not stored.
+
+        The entry expires ``ttl`` seconds from now, or at ``expires_at`` (on the clock) if
+        that comes first: when the copy in Redis it was read from expires.
+        """
         with self._lock:
             if not ticket.valid:  # voided, or taken while the channel was down
                 return -1
             data = self.data
-            data[key] = (value, self.clock.monotonic() + self.ttl)
+            expiry = self.clock.monotonic() + self.ttl
+            if expires_at is not None and expires_at < expiry:
+                expiry = expires_at
+            data[key] = (value, expiry)
             data.move_to_end(key)
             evicted = 0
             while len(data) > self.max_size:

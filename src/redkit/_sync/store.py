@@ -261,6 +261,8 @@ class Store:
         """:meth:`run`, sent in one pipeline with the other calls of this event-loop turn
         (async face; see :mod:`redkit._sync.script_batcher`); the sync face sends it at once.
         For hot paths where many callers run short scripts concurrently (rate limits)."""
+        if self._cold:
+            self._warm()
         return self._scripts.run(script, keys, args)
 
     def _load(self, script: LuaScript) -> None:
