@@ -355,6 +355,13 @@ MUTANTS += [
         _TIERED,
     ),
     Mutant(
+        "a silent invalidation connection stays trusted",
+        "src/redkit/_async/tracking.py",
+        "                if last < asked:",
+        "                if False:",
+        ("tests/async_/test_tiered.py", "tests/sync/test_tiered.py"),
+    ),
+    Mutant(
         "a fill does not align the statistics' expiry",
         "src/redkit/lua/cache_fill.lua",
         "for i = 3, #KEYS do",

@@ -27,7 +27,8 @@ from redkit import TieredCache, connect
 from redkit.embedded import EmbeddedServer
 from redkit.errors import BackendRejected, ConfigurationError, InvalidKey
 from tests._compat import Event, Gated, hold_first_get, start, wait_until
-from tests.servers import primaries
+from tests.netproxy import Proxy
+from tests.servers import flush_all, primaries
 
 
 @pytest.fixture
@@ -175,6 +176,42 @@ def test_a_killed_invalidation_connection_empties_l1_until_it_is_back(
     wait_until(lambda: "k" not in cache.l1)  # invalidations flow again
     assert cache.get("k") == "v3"
     cache.close()
+
+
+def test_a_silent_invalidation_channel_empties_l1_until_it_answers_again(
+    standalone_server: EmbeddedServer,
+) -> None:
+    """A partition (packets dropped: nothing closed, nothing refused) leaves the invalidation
+    connection open and silent; its health check gets no answer, so L1 is emptied and
+    bypassed, and it fills again only once a channel answers."""
+    flush_all(standalone_server.url)
+    direct = redis.Redis.from_url(standalone_server.url)
+    with Proxy("127.0.0.1", standalone_server.port) as proxy:
+        client = connect(
+            proxy.url_for(standalone_server.url), socket_timeout=1, socket_connect_timeout=1
+        )
+        cache = listening(TieredCache(client, "silent", health_check_interval=0.5))
+        try:
+            cache.set("k", "v1")
+            wait_until(lambda: cache.stats.invalidations >= 1)
+            for _ in range(100):  # a loaded machine may miss a health check: read again
+                wait_until(lambda: cache.l1.live)
+                if cache.get("k") == "v1" and "k" in cache.l1:
+                    break
+            assert "k" in cache.l1
+            flushes = cache.stats.l1_flushes
+            proxy.partition()
+            direct.set("silent:{k}", cache.codec.encode("v2"))  # its invalidation is lost
+            wait_until(lambda: not cache.l1.live, timeout=20)
+            assert len(cache.l1) == 0 and cache.stats.l1_flushes == flushes + 1
+            proxy.heal()
+            wait_until(lambda: cache.l1.live, timeout=20)
+            assert cache.get("k") == "v2"
+        finally:
+            proxy.heal()
+            cache.close()
+            client.close()
+            direct.close()
 
 
 def test_flushall_and_expiry_reach_l1(client: Any, redis_url: str, plain: Any) -> None:
