@@ -362,6 +362,36 @@ MUTANTS += [
         ("tests/async_/test_tiered.py", "tests/sync/test_tiered.py"),
     ),
     Mutant(
+        "a re-sent get-or-lock waits for its own lock",
+        "src/redkit/lua/cache_get_or_lock.lua",
+        "if holder == ARGV[1] then",
+        "if false then",
+        (
+            "tests/async_/test_cache_aside.py::test_a_re_sent_get_or_lock_recognises_its_own_lock",
+            "tests/sync/test_cache_aside.py::test_a_re_sent_get_or_lock_recognises_its_own_lock",
+        ),
+    ),
+    Mutant(
+        "a re-sent fill is counted as refused",
+        "src/redkit/lua/cache_fill.lua",
+        "  if redis.call('GET', KEYS[1]) == ARGV[2] then",
+        "  if false then",
+        (
+            "tests/async_/test_cache_aside.py::test_a_re_sent_fill_is_not_counted_as_refused",
+            "tests/sync/test_cache_aside.py::test_a_re_sent_fill_is_not_counted_as_refused",
+        ),
+    ),
+    Mutant(
+        "a fill whose lock is gone stores anyway",
+        "src/redkit/lua/cache_fill.lua",
+        "    return 1\n  end\n  return 0\nend",
+        "  end\nend",
+        (
+            "tests/async_/test_cache_aside.py::test_a_re_sent_fill_never_stores_over_a_newer_write",
+            "tests/sync/test_cache_aside.py::test_a_re_sent_fill_never_stores_over_a_newer_write",
+        ),
+    ),
+    Mutant(
         "a fill does not align the statistics' expiry",
         "src/redkit/lua/cache_fill.lua",
         "for i = 3, #KEYS do",

@@ -6,19 +6,24 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import logging
+import threading
 import uuid
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
+import redis
 
+from redkit._scripts import script
 from redkit import CacheAside, cached, connect
 from redkit.errors import (
     BackendUnavailable,
     SerializationError,
     ValueTooLarge,
 )
-from tests._compat import pause
-from tests.servers import commandstats, reset_commandstats
+from tests._compat import pause, start, wait_until
+from tests.netproxy import Proxy
+from tests.servers import commandstats, flush_all, reset_commandstats
 
 
 class Counter:
@@ -397,3 +402,85 @@ def test_works_through_a_sentinel_master(sentinel_server: Any) -> None:
         assert cache.invalidate_pattern("*") == 1
     finally:
         client.close()
+
+
+# -- commands re-sent after a timeout ------------------------------------------------------
+# redis-py re-sends a command whose reply did not come within socket_timeout, though the
+# server may have run it: the proxy holds back the first reply to one script until the test
+# is over, so the client's retry re-sends it on a new connection. Each state-changing script
+# must give the caller the answer its first run would have given.
+
+
+class Resending:
+    """A client through a proxy that holds back one reply (see ``hold``), a direct client."""
+
+    def __init__(self, proxy: Proxy, url: str) -> None:
+        self.proxy = proxy
+        self.released = threading.Event()
+        self.client = connect(proxy.url_for(url), socket_timeout=0.5, retries=3)
+        self.direct = redis.Redis.from_url(url)
+
+    def hold(self, name: str) -> None:
+        """Hold back the reply to the next run of script ``name`` (by its SHA1)."""
+        self.proxy.delay_reply(script(name).sha.encode(), self.released)
+
+
+@pytest.fixture
+def resending(standalone_server: Any) -> Iterator[Resending]:
+    flush_all(standalone_server.url)
+    with Proxy("127.0.0.1", standalone_server.port) as proxy:
+        setup = Resending(proxy, standalone_server.url)
+        try:
+            yield setup
+        finally:
+            setup.released.set()
+            setup.direct.close()
+
+
+def test_a_re_sent_get_or_lock_recognises_its_own_lock(resending: Resending) -> None:
+    cache = CacheAside(resending.client, "resent", lock_wait=0.5)
+    resending.hold("cache_get_or_lock")
+    fetch = Counter("fetched")
+    try:
+        assert cache.get_or_fetch("k", fetch) == "fetched"
+        assert resending.proxy.delayed.is_set(), "the first reply was not held back"
+        assert fetch.calls == 1
+        assert cache.stats.snapshot().get("lock_wait", 0) == 0, "it waited for its own lock"
+        assert resending.direct.get("resent:{k}") is not None, "the fill was refused"
+        assert resending.direct.exists("resent:{k}:lock") == 0
+    finally:
+        cache.close()
+        resending.client.close()
+
+
+def test_a_re_sent_fill_is_not_counted_as_refused(resending: Resending) -> None:
+    cache = CacheAside(resending.client, "resent")
+    resending.hold("cache_fill")
+    try:
+        assert cache.get_or_fetch("k", Counter("fetched")) == "fetched"
+        assert resending.proxy.delayed.is_set(), "the first reply was not held back"
+        assert cache.stats.refused_fills == 0, "its own fill was counted as refused"
+        assert cache.get_or_fetch("k", must_not_fetch) == "fetched"
+    finally:
+        cache.close()
+        resending.client.close()
+
+
+def test_a_re_sent_fill_never_stores_over_a_newer_write(resending: Resending) -> None:
+    """The fill ran, its reply was lost, a set replaced the entry: the re-sent fill is
+    refused (the set's value stays)."""
+    cache = CacheAside(resending.client, "resent")
+    resending.hold("cache_fill")
+
+    def fetch_then_race() -> str:
+        return "fetched"
+
+    try:
+        result = start(lambda: cache.get_or_fetch("k", fetch_then_race))
+        wait_until(resending.proxy.delayed.is_set)  # the fill ran; its reply is held
+        resending.direct.set("resent:{k}", cache.codec.encode("newer"))
+        assert result.result() == "fetched"
+        assert cache.get("k") == "newer"
+    finally:
+        cache.close()
+        resending.client.close()
