@@ -421,6 +421,46 @@ MUTANTS += [
     ),
 ]
 
+# connect()'s pool.
+_POOL_TESTS = ("tests/async_/test_connection.py", "tests/sync/test_connection.py")
+MUTANTS += [
+    Mutant(
+        "connect() keeps the pool that fails at once",
+        "src/redkit/_async/connection.py",
+        "    waits = options.pool_timeout != 0\n    kwargs = _client_kwargs(options, retry)",
+        "    waits = False\n    kwargs = _client_kwargs(options, retry)",
+        _POOL_TESTS,
+    ),
+    Mutant(
+        "a Sentinel master's pool fails at once",
+        "src/redkit/_async/connection.py",
+        "    waits = options.pool_timeout != 0\n    kwargs.update(",
+        "    waits = False\n    kwargs.update(",
+        _POOL_TESTS,
+    ),
+    Mutant(
+        "a sync Cluster node's pool fails at once",
+        "src/redkit/_async/connection.py",
+        '            kwargs["connection_pool_class"] = waiting_pool_class(options.pool_timeout)',
+        "            pass",
+        ("tests/sync/test_connection.py",),
+    ),
+    Mutant(
+        "a sync pool's timeout looks like a dead server",
+        "src/redkit/_redis_pools.py",
+        "            if isinstance(exc.__context__, queue.Empty):",
+        "            if False:",
+        ("tests/sync/test_connection.py",),
+    ),
+    Mutant(
+        "an asyncio pool's timeout looks like a dead server",
+        "src/redkit/_redis_pools.py",
+        "            if isinstance(exc.__cause__, asyncio.TimeoutError):",
+        "            if False:",
+        ("tests/async_/test_connection.py",),
+    ),
+]
+
 _PLAIN_SET = ROOT / "src/redkit/lua/plain_set.lua"
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import socket
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,13 +16,18 @@ import pytest
 import redis
 from redis import Redis
 from redis.cluster import RedisCluster
+from redis.connection import BlockingConnectionPool
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import MaxConnectionsError
 
+from redkit._compat import ASYNC
+from redkit._sync.cache_aside import CacheAside
 from redkit._sync.connection import connect, embedded_server, replica_client
 from redkit._core.backoff import Backoff
 from redkit._core.connection_events import ConnectionEvent
 from redkit.embedded import EmbeddedServer
-from redkit.errors import ConfigurationError
+from redkit.errors import BackendBusy, ConfigurationError
+from tests._compat import run_concurrently
 
 TOPOLOGY_SERVERS = ["standalone_server", "cluster_server", "sentinel_server"]
 SECRET = "s3\u00e7r\u00eatK9-pw"  # non-ASCII: in no message by chance
@@ -468,3 +474,131 @@ def test_the_right_password_works(protected_server: EmbeddedServer) -> None:
             assert client.ping()
         finally:
             client.close()
+
+
+# -- the pool: commands wait for a free connection ------------------------------------------
+
+
+def _pool_of(client: Any, key: str) -> Any:
+    """The pool ``key``'s commands take their connection from (its node's on a Cluster)."""
+    if isinstance(client, RedisCluster):
+        return client.get_node_from_key(key).redis_connection.connection_pool
+    return client.connection_pool
+
+
+def _waits(server_name: str) -> bool:
+    """Whether this face's client for ``server_name`` has pools that wait."""
+    return True
+
+
+@pytest.mark.parametrize("server_name", TOPOLOGY_SERVERS)
+def test_ten_times_more_concurrent_commands_than_connections_all_succeed(
+    server_name: str, request: pytest.FixtureRequest
+) -> None:
+    server: EmbeddedServer = request.getfixturevalue(server_name)
+    size = 4
+    client = connect(server.url, max_connections=size)
+    key = _key()  # BLPOP on an empty list holds its connection for 10 ms on the server
+
+    def pop(_: int) -> Any:
+        return client.blpop([key], timeout=0.01)
+
+    try:
+        client.ping()  # an asyncio Cluster client must not start cold (FIELD-NOTES)
+        if not _waits(server_name):  # redis-py's asyncio RedisCluster (documented)
+            with pytest.raises(MaxConnectionsError):
+                run_concurrently(10 * size, pop)
+            return
+        assert run_concurrently(10 * size, pop) == [None] * (10 * size)
+        assert _pool_of(client, key).max_connections == size
+    finally:
+        client.close()
+
+
+@pytest.mark.parametrize("server_name", TOPOLOGY_SERVERS)
+def test_a_command_finding_no_free_connection_within_pool_timeout_is_busy(
+    server_name: str, request: pytest.FixtureRequest
+) -> None:
+    if not _waits(server_name):
+        pytest.skip("redis-py's asyncio RedisCluster has no pool that waits")
+    server: EmbeddedServer = request.getfixturevalue(server_name)
+    client = connect(server.url, max_connections=2, pool_timeout=0.3)
+    cache = CacheAside(client, "busy", on_error="raise")
+    key = cache.keys.key("k")
+    try:
+        cache.set("k", "v")
+        pool = _pool_of(client, key)
+        held = [pool.get_connection(), pool.get_connection()]
+        try:
+            started = time.monotonic()
+            with pytest.raises(BackendBusy, match=r"pool_timeout=0\.3s"):
+                cache.get("k")
+            waited = time.monotonic() - started
+            assert 0.3 <= waited < 10, f"gave up after {waited:.2f}s"
+            with pytest.raises(MaxConnectionsError):
+                client.get(key)
+        finally:
+            for conn in held:
+                pool.release(conn)
+        assert cache.get("k") == "v"
+        cache.close()
+    finally:
+        client.close()
+
+
+def test_lanes_and_the_application_share_a_pool_that_waits(
+    standalone_server: EmbeddedServer,
+) -> None:
+    """The sync face keeps some of the pool's connections checked out (lanes): the rest
+    still serve many more concurrent callers than connections, redkit's and the app's."""
+    client = connect(standalone_server.url, max_connections=8, pool_timeout=30)
+    cache = CacheAside(client, "shared")
+    key = _key()
+    try:
+        cache.set("k", "v")
+        from redkit._lanes import lanes_for
+
+        assert lanes_for(client) is not None  # one lane for a pool of 8
+
+        def work(index: int) -> Any:
+            if index % 2:
+                return cache.get("k")
+            return client.blpop([key], timeout=0.01) or "v"
+
+        assert run_concurrently(160, work) == ["v"] * 160
+        cache.close()
+    finally:
+        client.close()
+
+
+def test_pool_options_come_from_the_url_too(standalone_server: EmbeddedServer) -> None:
+    client = connect(f"{standalone_server.url}?max_connections=7&pool_timeout=2.5")
+    never = connect(standalone_server.url, pool_timeout=0)
+    default = connect(standalone_server.url, max_connections=None)
+    try:
+        assert isinstance(client.connection_pool, BlockingConnectionPool)
+        assert (client.connection_pool.max_connections, client.connection_pool.timeout) == (7, 2.5)
+        assert not isinstance(never.connection_pool, BlockingConnectionPool)
+        assert default.connection_pool.max_connections == 100  # redis-py has no unbounded pool
+        assert default.connection_pool.timeout == 5.0
+    finally:
+        for each in (client, never, default):
+            each.close()
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"pool_timeout": -1}, "pool_timeout=-1 is invalid"),
+        ({"pool_timeout": "soon"}, "pool_timeout='soon' is invalid"),
+        ({"pool_timeout": True}, "pool_timeout=True is invalid"),
+        ({"pool_timeout": float("nan")}, "pool_timeout=nan is invalid"),
+        ({"max_connections": 0}, "max_connections=0 is invalid"),
+        ({"max_connections": 2**31}, "more than a pool that waits may hold"),
+    ],
+)
+def test_bad_pool_options_are_configuration_errors(
+    standalone_server: EmbeddedServer, options: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(ConfigurationError, match=message):
+        connect(standalone_server.url, **options)

@@ -100,7 +100,7 @@ def test_a_refused_password_raises_even_with_the_fallback(
 
 def test_an_exhausted_pool_is_not_an_outage(standalone_server: EmbeddedServer) -> None:
     flush_all(standalone_server.url)
-    client = connect(standalone_server.url, max_connections=2)
+    client = connect(standalone_server.url, max_connections=2, pool_timeout=0.2)
     admin = redis.Redis.from_url(standalone_server.url)
     try:
         admin.delete("queue")

@@ -168,7 +168,8 @@ def test_close_stops_background_work_and_the_cache_is_a_context_manager(
 
 def test_the_gate_follows_the_pool_and_is_capped(redis_url: str) -> None:
     small = connect(redis_url, max_connections=8)
-    huge = connect(redis_url, max_connections=2**31)  # redis-py before 8 defaults to this
+    # redis-py before 8 defaults to this (a pool that never waits: one that does refuses it)
+    huge = connect(redis_url, max_connections=2**31, pool_timeout=0)
     try:
         assert CacheAside(small, "gate").store.gate.limit == 6
         assert CacheAside(huge, "gate").store.gate.limit == 1024

@@ -14,6 +14,15 @@ in the URL's query string (keywords win). Each is declared once, in
 connection; an exception they raise is logged, not propagated. ``on_connection_error`` fires
 for every failed connection attempt and when an established connection fails.
 
+Each pool holds ``max_connections`` (100) connections and, when all are in use, a command
+waits up to ``pool_timeout`` (5 s) for one to be released, then raises redis-py's
+``MaxConnectionsError`` (:mod:`redkit._redis_pools`; redkit's patterns raise it as
+``BackendBusy``): redis-py's default pool would fail at once, so a burst of concurrent
+requests failed while the server was idle. Standalone, unix socket and Sentinel pools wait,
+and each node's pool on the sync Cluster client; redis-py's asyncio ``RedisCluster`` has no
+pool that waits (a node with every connection in use fails at once).
+``pool_timeout=0`` keeps redis-py's pool that never waits.
+
 An authentication failure raises :class:`~redkit.errors.AuthenticationFailed` (both
 redis-py's ``AuthenticationError`` and redkit's ``ConfigurationError``) and is never retried.
 
@@ -62,8 +71,11 @@ from redkit.errors import ConfigurationError
 if ASYNC:
     from redkit._redis_compat import async_hooked_connection_class as hooked_connection_class
     from redkit._redis_compat import async_retry_policy as retry_policy
+    from redkit._redis_pools import AsyncWaitingPool as WaitingPool
+    from redkit._redis_pools import AsyncWaitingSentinelPool as WaitingSentinelPool
 else:
     from redkit._redis_compat import hooked_connection_class, retry_policy
+    from redkit._redis_pools import WaitingPool, WaitingSentinelPool, waiting_pool_class
 
 __all__ = ["RedkitCluster", "SentinelMaster", "connect", "embedded_server", "replica_client"]
 
@@ -130,17 +142,27 @@ def _client_kwargs(options: ConnectOptions, retry: Retry) -> dict[str, Any]:
     }
 
 
+def _pool_kwargs(options: ConnectOptions, waits: bool) -> dict[str, Any]:
+    """The pool's size, and how long a command waits for a free connection if it waits."""
+    kwargs: dict[str, Any] = {"max_connections": options.max_connections}
+    if waits:
+        kwargs["timeout"] = options.pool_timeout
+    return kwargs
+
+
 def _standalone(
     spec: TcpSpec | UnixSpec, options: ConnectOptions, retry: Retry, hooks: _Hooks
 ) -> Redis:
+    waits = options.pool_timeout != 0
     kwargs = _client_kwargs(options, retry)
+    kwargs.update(_pool_kwargs(options, waits))
     interval = options.health_check_interval
+    pool_class = WaitingPool if waits else ConnectionPool
     pool: ConnectionPool
     if isinstance(spec, UnixSpec):
         kwargs.pop("socket_connect_timeout")
-        pool = ConnectionPool(
+        pool = pool_class(
             connection_class=hooked_connection_class(UnixDomainSocketConnection, hooks, interval),
-            max_connections=options.max_connections,
             path=spec.path,
             db=spec.db,
             **kwargs,
@@ -149,9 +171,8 @@ def _standalone(
         if spec.ssl:
             kwargs.update(options.ssl_kwargs())
         base = SSLConnection if spec.ssl else Connection
-        pool = ConnectionPool(
+        pool = pool_class(
             connection_class=hooked_connection_class(base, hooks, interval),
-            max_connections=options.max_connections,
             host=spec.host,
             port=spec.port,
             db=spec.db,
@@ -182,8 +203,7 @@ def _cluster(
     connection_class = hooked_connection_class(base, hooks, options.health_check_interval)
     kwargs = _client_kwargs(options, retry)
     kwargs.pop("health_check_interval")  # set by the hooked class (sync RedisCluster drops it)
-    if options.max_connections is not None:
-        kwargs["max_connections"] = options.max_connections
+    kwargs["max_connections"] = options.max_connections
     if options.read_from_replicas:
         kwargs["load_balancing_strategy"] = LoadBalancingStrategy.ROUND_ROBIN_REPLICAS
     if spec.ssl:
@@ -197,6 +217,8 @@ def _cluster(
         # The sync client passes `connection_class` to the node pools only when given a `url`.
         host, port = spec.nodes[0]
         url = f"redis://{format_host(host, port)}"  # TLS comes from the connection class
+        if options.pool_timeout != 0:
+            kwargs["connection_pool_class"] = waiting_pool_class(options.pool_timeout)
         client = RedkitCluster(
             url=url, startup_nodes=nodes[1:], connection_class=connection_class, **kwargs
         )
@@ -237,12 +259,15 @@ def _sentinel(spec: SentinelSpec, options: ConnectOptions, retry: Retry, hooks: 
         sentinel_kwargs["ssl"] = True
         sentinel_kwargs.update(options.ssl_kwargs())
         kwargs.update(options.ssl_kwargs())
+    waits = options.pool_timeout != 0
     kwargs.update(
         connection_class=hooked_connection_class(base, hooks, options.health_check_interval),
         db=spec.db,
-        max_connections=options.max_connections,
         socket_keepalive=True,
+        **_pool_kwargs(options, waits),
     )
+    if waits:
+        kwargs["connection_pool_class"] = WaitingSentinelPool
     sentinel = Sentinel(list(spec.sentinels), sentinel_kwargs=sentinel_kwargs)  # type: ignore[no-untyped-call]
     master: SentinelMaster = sentinel.master_for(  # type: ignore[no-untyped-call]
         spec.master, redis_class=SentinelMaster, **kwargs

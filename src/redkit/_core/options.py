@@ -54,9 +54,15 @@ def integer(minimum: int) -> Converter:
     return convert
 
 
-def _optional_integer(minimum: int) -> Converter:
-    convert = integer(minimum)
-    return lambda value: None if value is None else convert(value)
+#: ``max_connections``: the default (redis-py 8's own), and the most a waiting pool may hold.
+DEFAULT_MAX_CONNECTIONS = 100
+MAX_WAITING_POOL = 100_000
+
+
+def _pool_size(value: object) -> int:
+    if value is None or (isinstance(value, str) and value.strip().lower() == "none"):
+        return DEFAULT_MAX_CONNECTIONS  # redis-py 8 has no unbounded pool either
+    return integer(1)(value)  # type: ignore[no-any-return]
 
 
 def _seconds(*, allow_none: bool, positive: bool) -> Converter:
@@ -211,8 +217,22 @@ class ConnectOptions:
     decode_responses: bool = _option(
         False, boolean, "return str instead of bytes (redkit's patterns need bytes: leave it off)"
     )
-    max_connections: int | None = _option(
-        None, _optional_integer(1), "connections per pool (per node on a Cluster); None: no cap"
+    max_connections: int = _option(
+        DEFAULT_MAX_CONNECTIONS,
+        _pool_size,
+        "connections per pool (per node on a Cluster); None means the default (redis-py has "
+        "no unbounded pool: its own default is 100 too). redkit's commands use at most 3/4 "
+        "of them, and on the sync face keep up to min(8, max_connections/8) checked out "
+        "(lanes)",
+    )
+    pool_timeout: float | None = _option(
+        5.0,
+        _seconds(allow_none=True, positive=False),
+        "seconds a command waits for a free connection when all max_connections are in use "
+        "(then redis-py's MaxConnectionsError, which redkit raises as BackendBusy); None waits "
+        "for as long as it takes; 0 fails at once (redis-py's default pool). A Sentinel "
+        "group's and a sync Cluster's pools wait too; an asyncio Cluster's nodes cannot "
+        "(redis-py's asyncio RedisCluster has no waiting pool): there a node fails at once",
     )
     username: str | None = _option(
         None, _optional_string, "the ACL user (default: the URL's)", in_url=False
@@ -347,6 +367,13 @@ def resolve_options(spec: ConnectionSpec, options: Mapping[str, object]) -> Conn
     values.update(spec.options)
     for name, value in options.items():
         values[name] = convert_option(name, value)
+    size = values.get("max_connections", DEFAULT_MAX_CONNECTIONS)
+    if values.get("pool_timeout", 5.0) != 0 and size > MAX_WAITING_POOL:
+        raise ConfigurationError(
+            f"max_connections={size} is more than a pool that waits may hold "
+            f"({MAX_WAITING_POOL}; a server accepts 10000 clients by default): "
+            "lower it, or pass pool_timeout=0 for a pool that never waits"
+        )
     if isinstance(spec, TcpSpec | UnixSpec) and values.get("read_from_replicas"):
         raise ConfigurationError(
             f"read_from_replicas needs a Cluster or Sentinel URL, not {spec.url!r}"
@@ -355,6 +382,8 @@ def resolve_options(spec: ConnectionSpec, options: Mapping[str, object]) -> Conn
 
 
 __all__ = [
+    "DEFAULT_MAX_CONNECTIONS",
+    "MAX_WAITING_POOL",
     "OPTIONS",
     "URL_OPTIONS",
     "VALID_OPTIONS",
