@@ -39,6 +39,10 @@ class Companion(enum.StrEnum):
     #: an entry's shared read statistics (a hash: hits, misses, last hit in server
     #: milliseconds); expires with the entry
     STATS = "stats"
+    # -- SessionStore --
+    #: what a rotation or destroy left of a session for a short while (its token, and the
+    #: data it moved), so that redis-py's re-send of the same call gets the same answer
+    GONE = "gone"
 
 
 #: The companions each kind of entry has. A KeySpace is made for one kind; its sweeps and
