@@ -431,6 +431,54 @@ MUTANTS += [
     ),
 ]
 
+_ASGI = "src/redkit/integrations/asgi/sessions.py"
+_ASGI_TESTS = ("tests/test_asgi_sessions.py",)
+MUTANTS += [
+    Mutant(
+        "asgi sessions: a bare cookie name breaks the header",
+        _ASGI,
+        '        if "=" in chunk:\n            key, value = chunk.split("=", 1)\n        else:\n'
+        '            key, value = "", chunk\n',
+        '        key, value = chunk.split("=", 1)\n',
+        _ASGI_TESTS,
+    ),
+    Mutant(
+        "asgi sessions: changes compared shallowly",
+        _ASGI,
+        "if not isinstance(k, str) or k not in loaded or loaded[k] != encode(v, key=k)",
+        "if not isinstance(k, str) or k not in loaded",
+        _ASGI_TESTS,
+    ),
+    Mutant(
+        "asgi sessions: the cookie points back at an id rotated away",
+        _ASGI,
+        "        if not live or self.max_age is None:",
+        "        if self.max_age is None:",
+        _ASGI_TESTS,
+    ),
+    Mutant(
+        "asgi sessions: a browser-session cookie is re-sent",
+        _ASGI,
+        "        if not live or self.max_age is None:",
+        "        if not live:",
+        _ASGI_TESTS,
+    ),
+    Mutant(
+        "asgi sessions: a cleared session lives on",
+        _ASGI,
+        "        if not session and session.user_id is None:  # cleared",
+        "        if False:  # cleared",
+        _ASGI_TESTS,
+    ),
+    Mutant(
+        "asgi sessions: max_age 0 accepted",
+        _ASGI,
+        "max_age <= 0",
+        "max_age < 0",
+        _ASGI_TESTS,
+    ),
+]
+
 _PLAIN_SET = ROOT / "src/redkit/lua/plain_set.lua"
 
 
