@@ -8,8 +8,8 @@ over two slots), and distinct ids still give distinct keys.
 
 Every companion suffix is declared here, in :class:`Companion`, and nowhere else, with the
 companions each kind of entry has (:data:`CACHE_ENTRY`, :data:`ADAPTIVE_ENTRY`,
-:data:`LOCK_ENTRY`): sweeps such as ``invalidate_pattern`` delete every companion of their
-kind, so none can be forgotten.
+:data:`LOCK_ENTRY`, :data:`SESSION_ENTRY`): sweeps such as ``invalidate_pattern`` delete every
+companion of their kind, so none can be forgotten.
 """
 
 from __future__ import annotations
@@ -50,6 +50,7 @@ class Companion(enum.StrEnum):
 CACHE_ENTRY: tuple[Companion, ...] = (Companion.LOCK,)
 ADAPTIVE_ENTRY: tuple[Companion, ...] = (Companion.LOCK, Companion.STATS)
 LOCK_ENTRY: tuple[Companion, ...] = (Companion.FENCE, Companion.SIGNAL)
+SESSION_ENTRY: tuple[Companion, ...] = (Companion.GONE,)
 NO_COMPANIONS: tuple[Companion, ...] = ()
 
 

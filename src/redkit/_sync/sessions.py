@@ -61,7 +61,15 @@ from redkit._sync.lifecycle import Closeable
 from redkit._sync.store import Store
 from redkit._core.codecs import DEFAULT_MAX_VALUE_SIZE, NEGATIVE, Codec, Serializer, SerializerName
 from redkit._core.events import Event, Events
-from redkit._core.keys import NO_COMPANIONS, Companion, KeyId, KeySpace, companion, id_text
+from redkit._core.keys import (
+    NO_COMPANIONS,
+    SESSION_ENTRY,
+    Companion,
+    KeyId,
+    KeySpace,
+    companion,
+    id_text,
+)
 from redkit._core.session_stats import SessionStats
 from redkit._core.ttl import seconds_to_ms
 from redkit._scripts import script
@@ -131,7 +139,7 @@ class SessionStore(Closeable):
         serializer: SerializerName | Serializer = "json",
         max_value_size: int | None = DEFAULT_MAX_VALUE_SIZE,
     ) -> None:
-        self.keys = KeySpace(prefix, kind=NO_COMPANIONS)
+        self.keys = KeySpace(prefix, kind=SESSION_ENTRY)
         self.users = KeySpace(f"{prefix}:user", kind=NO_COMPANIONS)
         self.codec = Codec(serializer, max_value_size=max_value_size)
         self.ttl_ms = seconds_to_ms(ttl)
