@@ -299,7 +299,7 @@ class _Resend:
 
     def __init__(self, url: str, proxy: Proxy) -> None:
         self.proxy = proxy
-        self.client = connect(proxy.url_for(url), socket_timeout=0.3, retries=3)
+        self.client = connect(proxy.url_for(url), socket_timeout=0.5, retries=3)
         self.store = SessionStore(self.client, ttl=60)
         self.hold = threading.Event()
 

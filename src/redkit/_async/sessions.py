@@ -126,7 +126,8 @@ class SessionStore(Closeable):
     ``destroy_all(user_id) -> int``, ``count(user_id)``, ``list(user_id)``,
     ``rotate(id, user_id=KEEP) -> new id | None``. ``user_id`` None: a session without
     user (no index). Data values go through the codec (``serializer``, ``max_value_size``).
-    Sessions never degrade: when Redis fails every call raises.
+    Sessions never degrade: when Redis fails every call raises (``get`` still answers when
+    Redis only refuses writes; ``stats.slide_failures`` counts those reads).
     """
 
     def __init__(
