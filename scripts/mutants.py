@@ -461,6 +461,108 @@ MUTANTS += [
     ),
 ]
 
+# SessionStore guards (the ASGI middleware's are below them).
+_SESSIONS = "tests/async_/test_sessions.py::"
+MUTANTS += [
+    Mutant(
+        "sessions: a refused lift fails the read",
+        "src/redkit/_async/sessions.py",
+        "        except (BackendBusy, BackendRejected):\n",
+        "        except ():\n",
+        (_SESSIONS + "test_a_read_succeeds_when_redis_is_full_and_says_the_slide_failed",),
+    ),
+    Mutant(
+        "sessions: a refused slide fails the read",
+        "src/redkit/lua/session_get.lua",
+        "local slid = redis.pcall('PEXPIREAT'",
+        "local slid = redis.call('PEXPIREAT'",
+        (_SESSIONS + "test_a_read_on_a_read_only_replica_answers_without_sliding",),
+    ),
+    Mutant(
+        "sessions: a re-sent create makes a second session",
+        "src/redkit/_async/sessions.py",
+        "            if written != 0:",
+        "            if written > 0:",
+        (_SESSIONS + "test_a_re_sent_create_makes_one_session",),
+    ),
+    Mutant(
+        "sessions: a re-sent rotation finds nothing to move",
+        "src/redkit/lua/session_take.lua",
+        "if redis.call('HGET', KEYS[2], 't') == ARGV[1] then",
+        "if false then",
+        (_SESSIONS + "test_a_re_sent_rotate_keeps_the_new_id",),
+    ),
+    Mutant(
+        "sessions: a re-sent rotation writes a second new session",
+        "src/redkit/_async/sessions.py",
+        "            if await self._write_session(new_id, user, created, pairs) != 0:",
+        "            if await self._write_session(new_id, user, created, pairs) > 0:",
+        (_SESSIONS + "test_a_re_sent_rotate_keeps_the_new_id",),
+    ),
+    Mutant(
+        "sessions: a re-sent destroy says missing",
+        "src/redkit/lua/session_destroy.lua",
+        "    if string.sub(gone, 1, #prefix) == prefix then",
+        "    if false then",
+        (_SESSIONS + "test_a_re_sent_destroy_says_it_destroyed",),
+    ),
+    Mutant(
+        "sessions: an entry inside its creation window is trimmed",
+        "src/redkit/_async/sessions.py",
+        "        return now > horizon - self.span_ms + self.window_ms",
+        "        return True",
+        (_SESSIONS + "test_an_entry_whose_session_is_still_being_written_is_kept",),
+    ),
+]
+
+_ASGI = "src/redkit/integrations/asgi/sessions.py"
+_ASGI_TESTS = ("tests/test_asgi_sessions.py",)
+MUTANTS += [
+    Mutant(
+        "asgi sessions: a bare cookie name breaks the header",
+        _ASGI,
+        '        if "=" in chunk:\n            key, value = chunk.split("=", 1)\n        else:\n'
+        '            key, value = "", chunk\n',
+        '        key, value = chunk.split("=", 1)\n',
+        _ASGI_TESTS,
+    ),
+    Mutant(
+        "asgi sessions: changes compared shallowly",
+        _ASGI,
+        "if not isinstance(k, str) or k not in loaded or loaded[k] != encode(v, key=k)",
+        "if not isinstance(k, str) or k not in loaded",
+        _ASGI_TESTS,
+    ),
+    Mutant(
+        "asgi sessions: the cookie points back at an id rotated away",
+        _ASGI,
+        "        if not live or self.max_age is None:",
+        "        if self.max_age is None:",
+        _ASGI_TESTS,
+    ),
+    Mutant(
+        "asgi sessions: a browser-session cookie is re-sent",
+        _ASGI,
+        "        if not live or self.max_age is None:",
+        "        if not live:",
+        _ASGI_TESTS,
+    ),
+    Mutant(
+        "asgi sessions: a cleared session lives on",
+        _ASGI,
+        "        if not session and session.user_id is None:  # cleared",
+        "        if False:  # cleared",
+        _ASGI_TESTS,
+    ),
+    Mutant(
+        "asgi sessions: max_age 0 accepted",
+        _ASGI,
+        "max_age <= 0",
+        "max_age < 0",
+        _ASGI_TESTS,
+    ),
+]
+
 _PLAIN_SET = ROOT / "src/redkit/lua/plain_set.lua"
 
 

@@ -24,6 +24,7 @@ from redkit._core.ratelimit import (
     LocalTokenBucketLimiter,
     RateLimitResult,
 )
+from redkit._core.session_stats import SessionStats
 from redkit._core.tiered_stats import TieredStats
 from redkit._sync.adaptive_ttl import AdaptiveTTLCache
 from redkit._sync.cache_aside import CacheAside
@@ -74,6 +75,7 @@ __all__ = [
     "Repository",
     "Serializer",
     "Session",
+    "SessionStats",
     "SessionStore",
     "SlidingWindowCounterLimiter",
     "SlidingWindowLogLimiter",

@@ -1,18 +1,26 @@
 """SessionStore: sliding expiry in one round trip, an exact per-user index, no resurrection,
-the Cluster write order (the sync twin is generated)."""
+the Cluster write order, reads while Redis refuses writes, re-sent commands (the sync twin
+is generated)."""
 
 from __future__ import annotations
 
+import secrets
+import threading
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
+import redis
 
 from redkit._acompat import ASYNC
+from redkit._scripts import script
 from redkit.asyncio import SessionStore, connect
+from redkit.embedded import EmbeddedServer
 from redkit.errors import BackendUnavailable, InvalidArgument, InvalidKey
 from tests._acompat import pause, run_concurrently, wait_until
-from tests.servers import commandstats, reset_commandstats
+from tests.netproxy import Proxy
+from tests.servers import commandstats, flush_all, reset_commandstats
 
 
 async def test_create_get_update_and_ids_from_256_bits(client: Any) -> None:
@@ -204,6 +212,222 @@ async def test_sessions_never_pretend_when_redis_is_down(unused_tcp_port: int) -
 
 
 def _script(name: str) -> Any:
-    from redkit._scripts import script
-
     return script(name)
+
+
+# -- reads while Redis refuses writes -----------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def primary_and_replica(server_kind: str) -> Iterator[tuple[EmbeddedServer, EmbeddedServer]]:
+    """Two dedicated servers, the second a (read-only) replica of the first: their config is
+    changed by the tests (maxmemory), so they are not the suite's shared servers."""
+    with EmbeddedServer(binary=server_kind) as primary, EmbeddedServer(binary=server_kind) as rep:
+        with redis.Redis.from_url(rep.url) as replica:
+            replica.replicaof("127.0.0.1", primary.port)
+        yield primary, rep
+
+
+async def test_a_read_succeeds_when_redis_is_full_and_says_the_slide_failed(
+    primary_and_replica: tuple[EmbeddedServer, EmbeddedServer],
+) -> None:
+    """maxmemory with noeviction: writes that grow memory are refused (OOM). A read whose
+    horizon must be lifted still answers; the expiry stays capped before the horizon."""
+    primary, _ = primary_and_replica
+    flush_all(primary.url)
+    client = connect(primary.url)
+    admin = redis.Redis.from_url(primary.url)
+    store = SessionStore(client, ttl=60)
+    try:
+        sid = await store.create("olga", {"cart": [1, 2]})
+        key = f"session:{{{sid}}}"
+        seconds, micros = admin.time()
+        now = seconds * 1000 + micros // 1000
+        admin.hset(key, "h", now + store.ttl_ms)  # the next read must lift the horizon
+        admin.config_set("maxmemory-policy", "noeviction")
+        admin.config_set("maxmemory", 1)  # used_memory is far above: writes are refused
+        with pytest.raises(redis.exceptions.OutOfMemoryError):
+            admin.set("probe", 1)
+        session = await store.get(sid)
+        assert session is not None and session.data == {"cart": [1, 2]}
+        assert session.user_id == "olga"
+        assert store.stats.slide_failures == 1
+        assert store.events.snapshot()["session_slide_failed"] == 1
+        assert 0 < admin.pttl(key) <= store.ttl_ms - store.margin_ms
+        admin.config_set("maxmemory", 0)
+        assert await store.get(sid) is not None  # writable again: the horizon is lifted
+        assert store.stats.index_lifts == 1 and store.stats.slide_failures == 1
+    finally:
+        admin.config_set("maxmemory", 0)
+        admin.close()
+        await store.aclose()
+        await client.aclose()
+
+
+async def test_a_read_on_a_read_only_replica_answers_without_sliding(
+    primary_and_replica: tuple[EmbeddedServer, EmbeddedServer],
+) -> None:
+    primary, replica = primary_and_replica
+    flush_all(primary.url)
+    writer = connect(primary.url)
+    reader = connect(replica.url)
+    admin = redis.Redis.from_url(primary.url)
+    try:
+        sid = await SessionStore(writer, ttl=60).create("pia", {"theme": "dark"})
+        key = f"session:{{{sid}}}"
+        accessed = admin.hget(key, "a")
+        with redis.Redis.from_url(replica.url) as copy:
+            await wait_until(lambda: copy.exists(key) == 1)  # the replica has it
+        store = SessionStore(reader, ttl=60)
+        session = await store.get(sid)
+        assert session is not None and session.data == {"theme": "dark"}
+        assert session.user_id == "pia"
+        assert store.stats.slide_failures == 1
+        assert admin.hget(key, "a") == accessed
+    finally:
+        admin.close()
+        await writer.aclose()
+        await reader.aclose()
+
+
+# -- commands that redis-py re-sends ------------------------------------------------------------
+
+
+class _Resend:
+    """A store whose client goes through a proxy that holds back one reply past the
+    client's socket timeout, so redis-py re-sends a command the server already ran."""
+
+    def __init__(self, url: str, proxy: Proxy) -> None:
+        self.proxy = proxy
+        self.client = connect(proxy.url_for(url), socket_timeout=0.5, retries=3)
+        self.store = SessionStore(self.client, ttl=60)
+        self.hold = threading.Event()
+
+    def arm(self, name: str) -> None:
+        """Hold back the reply to the next run of script ``name``."""
+        self.proxy.delay_reply(script(name).sha.encode(), self.hold)
+
+    def check(self) -> None:
+        """The reply was held back (so the command was re-sent); let it go."""
+        assert self.proxy.delayed.is_set(), "no reply was held back"
+        self.hold.set()
+
+    async def aclose(self) -> None:
+        self.hold.set()
+        await self.store.aclose()
+        await self.client.aclose()
+
+
+@pytest.fixture
+def resend(standalone_server: EmbeddedServer) -> Iterator[tuple[_Resend, Any]]:
+    flush_all(standalone_server.url)
+    with Proxy("127.0.0.1", standalone_server.port) as proxy:
+        admin = redis.Redis.from_url(standalone_server.url)
+        try:
+            yield _Resend(standalone_server.url, proxy), admin
+        finally:
+            admin.close()
+
+
+def _session_keys(admin: Any) -> list[bytes]:
+    return sorted(k for k in admin.scan_iter("session:{*") if not k.endswith(b":gone"))
+
+
+async def test_a_re_sent_create_makes_one_session(resend: tuple[_Resend, Any]) -> None:
+    r, admin = resend
+    try:
+        await r.store.create("quinn")  # the server learns the script
+        admin.flushall()
+        r.arm("session_create_local")
+        sid = await r.store.create("quinn", {"n": 1})
+        r.check()
+        assert _session_keys(admin) == [f"session:{{{sid}}}".encode()]
+        assert admin.zrange("session:user:{quinn}", 0, -1) == [sid.encode()]
+        assert await r.store.count("quinn") == 1
+        assert (await r.store.get(sid)).data == {"n": 1}  # type: ignore[union-attr]
+    finally:
+        await r.aclose()
+
+
+@pytest.mark.parametrize("step", ["session_take", "session_create"])
+async def test_a_re_sent_rotate_keeps_the_new_id(resend: tuple[_Resend, Any], step: str) -> None:
+    r, admin = resend
+    try:
+        await r.store.rotate(await r.store.create("rita"))  # the server learns the scripts
+        admin.flushall()
+        old = await r.store.create("rita", {"cart": [3]})
+        r.arm(step)
+        new = await r.store.rotate(old, user_id="sam")
+        r.check()
+        assert new is not None and new != old
+        session = await r.store.get(new)
+        assert session is not None and session.data == {"cart": [3]}
+        assert session.user_id == "sam"
+        assert await r.store.get(old) is None
+        assert _session_keys(admin) == [f"session:{{{new}}}".encode()]
+        assert [s.id for s in await r.store.list("sam")] == [new]
+        assert await r.store.count("rita") == 0
+    finally:
+        await r.aclose()
+
+
+async def test_a_re_sent_destroy_says_it_destroyed(resend: tuple[_Resend, Any]) -> None:
+    r, admin = resend
+    try:
+        await r.store.destroy(await r.store.create("tom"))  # the server learns the script
+        sid = await r.store.create("tom")
+        r.arm("session_destroy")
+        assert await r.store.destroy(sid) is True
+        r.check()
+        assert await r.store.get(sid) is None
+        assert admin.zcard("session:user:{tom}") == 0, "the index entry was left behind"
+        assert r.store.stats.destroyed == 2
+        assert await r.store.destroy(sid) is False  # another call: nothing to destroy
+    finally:
+        await r.aclose()
+
+
+async def test_a_re_sent_update_is_harmless(resend: tuple[_Resend, Any]) -> None:
+    r, admin = resend
+    try:
+        sid = await r.store.create("uma", {"a": 1, "b": 2})
+        await r.store.update(sid, {"a": 0})  # the server learns the script
+        r.arm("session_update")
+        assert await r.store.update(sid, {"a": 5}, remove=["b"]) is True
+        r.check()
+        assert (await r.store.get(sid)).data == {"a": 5}  # type: ignore[union-attr]
+        assert _session_keys(admin) == [f"session:{{{sid}}}".encode()]
+    finally:
+        await r.aclose()
+
+
+# -- the creation window ------------------------------------------------------------------------
+
+
+async def test_an_entry_whose_session_is_still_being_written_is_kept(client: Any) -> None:
+    """The Cluster order, staged step by step: the index entry is written, then (before the
+    session is) the user's sessions are counted, listed and destroyed. None of these may
+    trim the entry while its creation window is open, or the session, written next, would
+    live outside its user's index (count and destroy_all would miss it)."""
+    store = SessionStore(client, ttl=60)
+    index = store._index("vera")
+    for _ in range(5):  # (a machine too slow to stay inside the window: stage it again)
+        sid = secrets.token_urlsafe(32)
+        horizon = await store.store.run(
+            _script("session_index_add"), [index], [sid, store.span_ms, store.margin_ms]
+        )
+        assert await store.count("vera") == 0
+        assert await store.list("vera") == []
+        assert await store.destroy_all("vera") == 0
+        written = await store.store.run(
+            _script("session_create"),
+            [f"session:{{{sid}}}"],
+            [horizon, store.ttl_ms, store.margin_ms, store.span_ms, store.window_ms, "vera", ""],
+        )
+        if written:
+            break
+    else:
+        pytest.fail("every staging took longer than the creation window")
+    assert await store.count("vera") == 1
+    assert [s.id for s in await store.list("vera")] == [sid]
+    assert await store.destroy_all("vera") == 1

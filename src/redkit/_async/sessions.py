@@ -31,6 +31,17 @@ whose session is missing is trimmed only once no session can appear for it any m
 write). On a single server (standalone,
 Sentinel) ``create`` writes both in one script.
 
+Redis that refuses writes (``maxmemory`` with ``noeviction``: OOM; a READONLY replica)
+still answers ``get``: the expiry then does not slide (or slides only up to the horizon)
+and the event ``SESSION_SLIDE_FAILED`` says so (``stats.slide_failures``).
+
+redis-py re-sends a command whose reply was lost (a socket timeout) although the server
+may have run it. Every script is safe to run twice: ids are made here, so a re-sent
+``create`` finds its own session (not a collision: ids have 256 bits) and returns it;
+``rotate`` and ``destroy`` leave a short-lived *gone* companion (``session:{id}:gone``)
+holding the call's token, so their re-send answers as the first run did; ``update`` sets
+the same fields again.
+
 Stores sharing a prefix must share their ``ttl``; the servers' clocks (of a Cluster) are
 assumed to agree within the creation window.
 """
@@ -49,10 +60,19 @@ from redkit._async.lifecycle import Closeable
 from redkit._async.store import Store
 from redkit._core.codecs import DEFAULT_MAX_VALUE_SIZE, NEGATIVE, Codec, Serializer, SerializerName
 from redkit._core.events import Event, Events
-from redkit._core.keys import NO_COMPANIONS, KeyId, KeySpace, id_text
+from redkit._core.keys import (
+    NO_COMPANIONS,
+    SESSION_ENTRY,
+    Companion,
+    KeyId,
+    KeySpace,
+    companion,
+    id_text,
+)
+from redkit._core.session_stats import SessionStats
 from redkit._core.ttl import seconds_to_ms
 from redkit._scripts import script
-from redkit.errors import BackendBusy, InvalidArgument, InvalidKey
+from redkit.errors import BackendBusy, BackendRejected, InvalidArgument, InvalidKey
 
 _INDEX_ADD = script("session_index_add")
 _INDEX_READ = script("session_index_read")
@@ -71,6 +91,8 @@ _DATA = "d:"
 _META = frozenset((b"u", b"c", b"a", b"h"))
 _CREATE_ATTEMPTS = 3
 _MAX_WINDOW_MS = 1000
+#: how long a rotated or destroyed session's gone companion answers re-sends (ms)
+_GONE_MS = 60_000
 
 
 class _Keep:
@@ -104,7 +126,8 @@ class SessionStore(Closeable):
     ``destroy_all(user_id) -> int``, ``count(user_id)``, ``list(user_id)``,
     ``rotate(id, user_id=KEEP) -> new id | None``. ``user_id`` None: a session without
     user (no index). Data values go through the codec (``serializer``, ``max_value_size``).
-    Sessions never degrade: when Redis fails every call raises.
+    Sessions never degrade: when Redis fails every call raises (``get`` still answers when
+    Redis only refuses writes; ``stats.slide_failures`` counts those reads).
     """
 
     def __init__(
@@ -116,7 +139,7 @@ class SessionStore(Closeable):
         serializer: SerializerName | Serializer = "json",
         max_value_size: int | None = DEFAULT_MAX_VALUE_SIZE,
     ) -> None:
-        self.keys = KeySpace(prefix, kind=NO_COMPANIONS)
+        self.keys = KeySpace(prefix, kind=SESSION_ENTRY)
         self.users = KeySpace(f"{prefix}:user", kind=NO_COMPANIONS)
         self.codec = Codec(serializer, max_value_size=max_value_size)
         self.ttl_ms = seconds_to_ms(ttl)
@@ -134,6 +157,7 @@ class SessionStore(Closeable):
         else:
             threadsafe = True
         self.events = Events("sessions", prefix, threadsafe=threadsafe)
+        self.stats = SessionStats(self.events)
         self.store = Store(
             client, self.keys, pattern="SessionStore", events=self.events, batch_reads=False
         )
@@ -205,7 +229,7 @@ class SessionStore(Closeable):
                 written = await self.store.run(_CREATE_LOCAL, keys, args)
             else:
                 written = await self._write_session(session_id, user, "", pairs)
-            if written > 0:
+            if written != 0:  # -1: the id exists, so a re-send of this call wrote it
                 self.events.emit(Event.SESSION_CREATED)
                 return session_id
         raise BackendBusy(
@@ -243,18 +267,29 @@ class SessionStore(Closeable):
         reply = await self.store.run(_GET, [key], [self.ttl_ms, self.margin_ms, 1])
         if not reply:
             return None
-        lift, now, fields = reply
+        lift, now, fields, refused = reply
         session = self._session(session_id, fields, now)
-        if lift and session.user_id is not None:
+        if refused:
+            self.events.emit(Event.SESSION_SLIDE_FAILED)
+        elif lift and session.user_id is not None:
             await self._lift(session_id, key, session.user_id)
         return session
 
     async def _lift(self, session_id: str, key: str, user: str) -> None:
-        """Move the session's horizon on: in the index first, then in the session."""
-        horizon = await self.store.run(
-            _INDEX_ADD, [self._index(user)], [session_id, self.span_ms, self.margin_ms]
-        )
-        await self.store.run(_REHORIZON, [key], [horizon, self.ttl_ms, self.margin_ms])
+        """Move the session's horizon on: in the index first, then in the session.
+
+        A server that refuses the writes (OOM, READONLY) leaves the session's expiry where
+        the read capped it, before its horizon: the invariant holds, the read succeeds and
+        the refusal is reported as a slide that failed.
+        """
+        try:
+            horizon = await self.store.run(
+                _INDEX_ADD, [self._index(user)], [session_id, self.span_ms, self.margin_ms]
+            )
+            await self.store.run(_REHORIZON, [key], [horizon, self.ttl_ms, self.margin_ms])
+        except (BackendBusy, BackendRejected):
+            self.events.emit(Event.SESSION_SLIDE_FAILED)
+            return
         self.events.emit(Event.SESSION_INDEX_LIFTED)
 
     async def update(
@@ -281,7 +316,9 @@ class SessionStore(Closeable):
         key = self._key(session_id)
         if key is None:
             return False
-        user = await self.store.run(_DESTROY, [key])
+        user = await self.store.run(
+            _DESTROY, [key, companion(key, Companion.GONE)], [_token(), _GONE_MS]
+        )
         if user is None:
             return False
         if user:
@@ -295,9 +332,13 @@ class SessionStore(Closeable):
         now, entries = await self._entries(user)
         if not entries:
             return 0
-        results = await self.store.run_many(
-            [(_DESTROY, [self._session_key(sid)], [user]) for sid, _ in entries]
-        )
+        calls = []
+        for sid, _ in entries:
+            key = self._session_key(sid)
+            calls.append(
+                (_DESTROY, [key, companion(key, Companion.GONE)], [_token(), _GONE_MS, user])
+            )
+        results = await self.store.run_many(calls)
         destroyed = [sid for (sid, _), result in zip(entries, results, strict=True) if result]
         gone = [
             sid
@@ -332,7 +373,10 @@ class SessionStore(Closeable):
         if key is None:
             return None
         new_user = None if user_id is KEEP else self._user(user_id)
-        fields = await self.store.run(_TAKE, [key])
+        new_id = secrets.token_urlsafe(_ID_BYTES)
+        fields = await self.store.run(
+            _TAKE, [key, companion(key, Companion.GONE)], [new_id, _GONE_MS]
+        )
         if not fields:
             return None
         pairs: list[Any] = []
@@ -346,9 +390,10 @@ class SessionStore(Closeable):
             elif name not in _META:
                 pairs += (name, value)
         user = old_user if new_user is None else new_user
-        for _ in range(_CREATE_ATTEMPTS):
-            new_id = secrets.token_urlsafe(_ID_BYTES)
-            if await self._write_session(new_id, user, created, pairs) > 0:
+        for attempt in range(_CREATE_ATTEMPTS):
+            if attempt:
+                new_id = secrets.token_urlsafe(_ID_BYTES)
+            if await self._write_session(new_id, user, created, pairs) != 0:
                 break
         else:
             raise BackendBusy(f"the rotated session could not be written; {session_id!r} is gone")
@@ -418,3 +463,8 @@ class SessionStore(Closeable):
         await self._trim_dead(user, now, entries, [bool(reply) for reply in replies])
         sessions.sort(key=lambda s: (s.created_at, s.id))
         return sessions
+
+
+def _token() -> str:
+    """A random token naming one call, so that its re-send can be recognised."""
+    return secrets.token_urlsafe(16)

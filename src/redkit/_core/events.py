@@ -65,6 +65,9 @@ class Event(enum.StrEnum):
     SESSION_ROTATED = "session_rotated"
     #: a session's horizon in its user index was lifted (once per ttl/8 of activity)
     SESSION_INDEX_LIFTED = "session_index_lifted"
+    #: a read whose expiry could not slide: Redis refused writes (OOM, READONLY); the read
+    #: was answered
+    SESSION_SLIDE_FAILED = "session_slide_failed"
     # -- rate limiting (redkit._async.ratelimit) --
     #: a limiter admitted / refused a hit, whichever path decided
     ALLOWED = "allowed"

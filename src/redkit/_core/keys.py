@@ -8,8 +8,8 @@ over two slots), and distinct ids still give distinct keys.
 
 Every companion suffix is declared here, in :class:`Companion`, and nowhere else, with the
 companions each kind of entry has (:data:`CACHE_ENTRY`, :data:`ADAPTIVE_ENTRY`,
-:data:`LOCK_ENTRY`): sweeps such as ``invalidate_pattern`` delete every companion of their
-kind, so none can be forgotten.
+:data:`LOCK_ENTRY`, :data:`SESSION_ENTRY`): sweeps such as ``invalidate_pattern`` delete every
+companion of their kind, so none can be forgotten.
 """
 
 from __future__ import annotations
@@ -39,6 +39,10 @@ class Companion(enum.StrEnum):
     #: an entry's shared read statistics (a hash: hits, misses, last hit in server
     #: milliseconds); expires with the entry
     STATS = "stats"
+    # -- SessionStore --
+    #: what a rotation or destroy left of a session for a short while (its token, and the
+    #: data it moved), so that redis-py's re-send of the same call gets the same answer
+    GONE = "gone"
 
 
 #: The companions each kind of entry has. A KeySpace is made for one kind; its sweeps and
@@ -46,6 +50,7 @@ class Companion(enum.StrEnum):
 CACHE_ENTRY: tuple[Companion, ...] = (Companion.LOCK,)
 ADAPTIVE_ENTRY: tuple[Companion, ...] = (Companion.LOCK, Companion.STATS)
 LOCK_ENTRY: tuple[Companion, ...] = (Companion.FENCE, Companion.SIGNAL)
+SESSION_ENTRY: tuple[Companion, ...] = (Companion.GONE,)
 NO_COMPANIONS: tuple[Companion, ...] = ()
 
 

@@ -40,6 +40,7 @@ from redkit._core.ratelimit import (
     LocalTokenBucketLimiter,
     RateLimitResult,
 )
+from redkit._core.session_stats import SessionStats
 from redkit._core.tiered_stats import TieredStats
 from redkit.embedded import EmbeddedServer
 
@@ -69,6 +70,7 @@ __all__ = [
     "Repository",
     "Serializer",
     "Session",
+    "SessionStats",
     "SessionStore",
     "SlidingWindowCounterLimiter",
     "SlidingWindowLogLimiter",
