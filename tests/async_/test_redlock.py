@@ -156,3 +156,8 @@ async def test_bad_configurations_are_refused(clients: list[Any]) -> None:
         Redlock([clients[0], clients[0]], "x")
     with pytest.raises(ConfigurationError, match="retry_count"):
         Redlock(clients, "x", retry_count=-1)
+    for bad in (0, -1, float("nan"), "1"):
+        with pytest.raises(ConfigurationError, match="server_timeout"):
+            Redlock(clients, "x", server_timeout=bad)
+    assert Redlock(clients, "x", ttl=30).server_timeout == 0.5
+    assert Redlock(clients, "x", ttl=2).server_timeout == pytest.approx(0.2)
