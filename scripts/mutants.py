@@ -563,6 +563,106 @@ MUTANTS += [
     ),
 ]
 
+_FAULTS = "tests/{face}/test_lock_faults.py::test_"
+_LOCK = "tests/{face}/test_lock.py::test_"
+
+
+def _both(*names: str) -> tuple[str, ...]:
+    """The tests ``names`` (``"test_lock_faults.py::test_x"`` style stems) on both faces."""
+    return tuple(name.format(face=face) for face in ("async_", "sync") for name in names)
+
+
+MUTANTS += [
+    Mutant(
+        "watchdog never declares an outage",
+        "src/redkit/_async/lock.py",
+        'self._lose(hold, f"Redis did not answer for a whole ttl: {exc}")\n                return',
+        "continue",
+        _both(
+            _FAULTS + "the_watchdog_keeps_the_lock_through_a_short_outage_and_loses_it_after_a_ttl"
+        ),
+    ),
+    Mutant(
+        "watchdog loses the lock at the first failed extension",
+        "src/redkit/_async/lock.py",
+        "if self.clock.monotonic() - confirmed + interval < self.ttl:",
+        "if False:",
+        _both(
+            _FAULTS + "the_watchdog_keeps_the_lock_through_a_short_outage_and_loses_it_after_a_ttl"
+        ),
+    ),
+    Mutant(
+        "a re-sent acquire does not know its own token",
+        "src/redkit/lua/lock_acquire.lua",
+        "if redis.call('GET', KEYS[1]) == ARGV[1] then\n  return tonumber",
+        "if false then\n  return tonumber",
+        _both(_FAULTS + "a_re_sent_acquire_recognises_its_own_token"),
+    ),
+    Mutant(
+        "a re-sent acquire counts the fence twice",
+        "src/redkit/lua/lock_acquire.lua",
+        "return tonumber(redis.call('GET', KEYS[2])) or mint()",
+        "return mint()",
+        _both(_FAULTS + "a_re_sent_acquire_recognises_its_own_token"),
+    ),
+    Mutant(
+        "a re-sent release does not know its marker",
+        "src/redkit/lua/lock_release.lua",
+        "  if redis.call('GET', KEYS[3]) == ARGV[1] then",
+        "  if false then",
+        _both(_FAULTS + "a_re_sent_release_reports_the_release_it_made"),
+    ),
+    Mutant(
+        "fencing tokens without the clock floor",
+        "src/redkit/lua/lock_acquire.lua",
+        "  if fence < clock then",
+        "  if false then",
+        _both(_LOCK + "fencing_tokens_never_decrease_when_the_counter_is_lost"),
+    ),
+    Mutant(
+        "the fencing counter never expires",
+        "src/redkit/lua/lock_acquire.lua",
+        "string.format('%d', fence),\n    'PX', tonumber(ARGV[2]) + tonumber(ARGV[3]))",
+        "string.format('%d', fence))",
+        _both(_LOCK + "an_idle_lock_name_leaves_no_key_for_ever"),
+    ),
+    Mutant(
+        "extend does not keep the fencing counter alive",
+        "src/redkit/lua/lock_extend.lua",
+        "if redis.call('PTTL', KEYS[2]) < keep then",
+        "if false then",
+        _both(_LOCK + "an_idle_lock_name_leaves_no_key_for_ever"),
+    ),
+    Mutant(
+        "redlock fence raise does not lift the counter",
+        "src/redkit/lua/lock_fence_raise.lua",
+        "if (tonumber(redis.call('GET', KEYS[2])) or 0) < tonumber(ARGV[2]) then",
+        "if false then",
+        _both("tests/{face}/test_redlock.py::test_fencing_tokens_grow_across_different_majorities"),
+    ),
+    Mutant(
+        "redlock waits for every server without a budget",
+        "src/redkit/_async/redlock.py",
+        "            self._budget(deadline),\n",
+        "            None,\n",
+        _both(_FAULTS + "two_partitioned_masters_cost_one_budget_not_a_socket_timeout_each"),
+    ),
+    Mutant(
+        "redlock budgets are not cut at the deadline",
+        "src/redkit/_async/redlock.py",
+        "        return max(0.0, min(self.server_timeout, deadline - self.clock.monotonic()))",
+        "        return self.server_timeout",
+        _both(_FAULTS + "the_timeout_is_kept_with_partitioned_masters"),
+    ),
+    Mutant(
+        "redlock leaves a late acquire held",
+        "src/redkit/_async/redlock.py",
+        "                late=lambda s, _: self._release_unless_held(s, token),\n",
+        "                late=None,\n",
+        _both(_FAULTS + "two_partitioned_masters_cost_one_budget_not_a_socket_timeout_each"),
+    ),
+]
+
 _PLAIN_SET = ROOT / "src/redkit/lua/plain_set.lua"
 
 

@@ -112,7 +112,7 @@ def test_entry_of_recognises_entries_and_their_kinds_companions_only() -> None:
     for role in LOCK_ENTRY:  # a cache sweep never touches a lock's fencing counter
         assert space.entry_of(companion(space.key("a"), role).encode()) is None
     locks = KeySpace("p", kind=LOCK_ENTRY)
-    assert locks.companions(locks.key("a")) == ["p:{a}:fence", "p:{a}:signal"]
+    assert locks.companions(locks.key("a")) == ["p:{a}:fence", "p:{a}:signal", "p:{a}:released"]
 
 
 def test_every_companion_belongs_to_a_kind() -> None:

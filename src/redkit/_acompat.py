@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import functools
 import inspect
 import logging
 from collections.abc import Awaitable, Callable, Sequence
@@ -30,6 +31,7 @@ __all__ = [
     "SharedCall",
     "call_fetcher",
     "check_fetcher",
+    "gather_within",
     "race",
     "sleep",
 ]
@@ -73,6 +75,53 @@ async def race(fns: Sequence[Callable[[], Awaitable[Any]]], interrupt: Callable[
     first = next(iter(done))
     if not first.cancelled() and first.exception() is not None:
         raise first.exception()  # type: ignore[misc]
+
+
+async def gather_within(
+    fns: Sequence[Callable[[], Awaitable[Any]]],
+    budget: float | None,
+    background: Background,
+    late: Callable[[int, Any], Awaitable[Any]] | None = None,
+) -> list[Any]:
+    """Run ``fns`` at once for at most ``budget`` seconds (None: until they all end).
+
+    Returns, for each, its result, the exception it raised, or a :class:`TimeoutError` when
+    it had not ended in time. A call that had not keeps running on ``background`` (here a
+    task it owns; a thread on the sync face); when it ends, ``late(index, outcome)`` runs
+    there (outcome: its result or exception). If the caller is cancelled meanwhile, every
+    call still running becomes late in the same way.
+    """
+    tasks: list[asyncio.Future[Any]] = [asyncio.ensure_future(fn()) for fn in fns]
+    results: list[Any] = []
+    try:
+        if tasks and (budget is None or budget > 0):
+            await asyncio.wait(tasks, timeout=budget)
+    finally:
+        for index, task in enumerate(tasks):
+            if task.done():
+                results.append(_outcome(task))
+                continue
+            results.append(TimeoutError(f"no answer within {budget}s"))
+            background._adopt(task)  # type: ignore[arg-type]
+            task.add_done_callback(functools.partial(_ended_late, index, background, late))
+    return results
+
+
+def _outcome(task: asyncio.Future[Any]) -> Any:
+    if task.cancelled():
+        return asyncio.CancelledError()
+    return task.exception() or task.result()
+
+
+def _ended_late(
+    index: int,
+    background: Background,
+    late: Callable[[int, Any], Awaitable[Any]] | None,
+    task: asyncio.Future[Any],
+) -> None:
+    outcome = _outcome(task)
+    if late is not None:
+        background.spawn(lambda: late(index, outcome), "late reply")
 
 
 class Gate:

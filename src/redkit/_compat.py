@@ -28,6 +28,7 @@ __all__ = [
     "SharedCall",
     "call_fetcher",
     "check_fetcher",
+    "gather_within",
     "race",
     "sleep",
 ]
@@ -101,6 +102,58 @@ def race(fns: Sequence[Callable[[], Any]], interrupt: Callable[[], None]) -> Non
             thread.join()
     if outcome and outcome[0] is not None:
         raise outcome[0]
+
+
+def gather_within(
+    fns: Sequence[Callable[[], Any]],
+    budget: float | None,
+    background: Background,
+    late: Callable[[int, Any], Any] | None = None,
+) -> list[Any]:
+    """Run ``fns`` at once, each in a thread, for at most ``budget`` seconds (None: until
+    they all end).
+
+    Returns, for each, its result, the exception it raised, or a :class:`TimeoutError` when
+    it had not ended in time. A call that had not keeps running in its thread; when it ends,
+    ``late(index, outcome)`` runs in that thread (outcome: its result or exception).
+    ``background`` is unused here (kept for the async twin's signature): a late call is a
+    daemon thread bounded by its client's socket timeout, and ``close()`` does not wait for it.
+    """
+    pending = object()
+    outcomes: list[Any] = [pending] * len(fns)
+    state = {"open": True, "left": len(fns)}
+    cond = threading.Condition()
+
+    def run(index: int, fn: Callable[[], Any]) -> None:
+        try:
+            outcome = fn()
+        except BaseException as exc:
+            outcome = exc
+        with cond:
+            in_time = state["open"]
+            if in_time:
+                outcomes[index] = outcome
+                state["left"] -= 1
+                cond.notify()
+        if not in_time and late is not None:
+            try:
+                late(index, outcome)
+            except Exception:
+                logger.exception("%s: late reply handler failed", background.name)
+
+    for index, fn in enumerate(fns):
+        threading.Thread(
+            target=run, args=(index, fn), name=f"redkit {background.name} call", daemon=True
+        ).start()
+    with cond:
+        try:
+            cond.wait_for(lambda: state["left"] == 0, timeout=budget)
+        finally:
+            state["open"] = False
+    return [
+        TimeoutError(f"no answer within {budget}s") if outcome is pending else outcome
+        for outcome in outcomes
+    ]
 
 
 class Gate:

@@ -36,10 +36,13 @@ def dead(unused_tcp_port_factory: Any) -> Iterator[list[Any]]:
 
 
 def test_acquire_on_all_with_validity_and_fencing(clients: list[Any]) -> None:
-    lock = Redlock(clients, "order", ttl=2.0, drift_factor=0.01)
+    clock = ManualClock()  # frozen: the validity is exactly ttl - drift
+    lock = Redlock(clients, "order", ttl=2.0, drift_factor=0.01, server_timeout=1.0, clock=clock)
     assert lock.quorum == 3
     assert lock.acquire()
-    assert 1.9 < lock.validity <= 2.0 - 0.02 - 0.002 + 1e-9
+    assert lock.validity == pytest.approx(2.0 - 0.02 - 0.002)
+    clock.now += 0.5
+    assert lock.validity == pytest.approx(1.5 - 0.02 - 0.002)
     assert lock.owned() and lock.locked()
     first = lock.fencing_token
     assert all([c.get("lock:{order}") for c in clients])
@@ -47,8 +50,22 @@ def test_acquire_on_all_with_validity_and_fencing(clients: list[Any]) -> None:
     assert not any([c.exists("lock:{order}") for c in clients])
     assert lock.acquire() and lock.fencing_token > first
     lock.extend(5)
-    assert lock.validity > 4.5
-    lock.release()
+    assert lock.validity == pytest.approx(5 - 0.05 - 0.002)
+    clock.now += 5
+    assert lock.validity == 0.0
+    with pytest.raises(LockNotOwned):
+        lock.release()  # released everywhere, but after its validity
+    assert not any([c.exists("lock:{order}") for c in clients])
+
+
+class ManualClock:
+    """A monotonic clock the test moves by hand."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def monotonic(self) -> float:
+        return self.now
 
 
 def test_works_with_two_servers_down_and_refuses_with_three(
@@ -89,15 +106,30 @@ def test_fencing_tokens_grow_across_different_majorities(
 ) -> None:
     """Each server counts on its own; the second step lifts the granting servers'
     counters, so a later majority (sharing one server) hands out a larger token."""
-    clients[0].set("lock:{fence}:fence", 100)
+    ahead = 5 * 10**15  # a counter far ahead of every server's clock (in microseconds)
+    clients[0].set("lock:{fence}:fence", ahead)
     first = Redlock([clients[0], clients[1], clients[2], dead[0], dead[1]], "fence")
     assert first.acquire()
-    assert first.fencing_token == 101
+    assert first.fencing_token == ahead + 1
     first.release()
     second = Redlock([dead[2], clients[1], clients[2], clients[3], clients[4]], "fence")
     assert second.acquire()
-    assert second.fencing_token > 101, "a later holder got a smaller token"
+    assert second.fencing_token > ahead + 1, "a later holder got a smaller token"
     second.release()
+
+
+def test_fencing_tokens_never_decrease_when_every_counter_is_lost(
+    clients: list[Any],
+) -> None:
+    lock = Redlock(clients, "wiped", ttl=5)
+    assert lock.acquire()
+    first = lock.fencing_token
+    lock.release()
+    for client in clients:
+        client.flushall()
+    assert lock.acquire()
+    assert lock.fencing_token > first
+    lock.release()
 
 
 def test_never_two_holders(clients: list[Any]) -> None:
@@ -125,3 +157,8 @@ def test_bad_configurations_are_refused(clients: list[Any]) -> None:
         Redlock([clients[0], clients[0]], "x")
     with pytest.raises(ConfigurationError, match="retry_count"):
         Redlock(clients, "x", retry_count=-1)
+    for bad in (0, -1, float("nan"), "1"):
+        with pytest.raises(ConfigurationError, match="server_timeout"):
+            Redlock(clients, "x", server_timeout=bad)
+    assert Redlock(clients, "x", ttl=30).server_timeout == 0.5
+    assert Redlock(clients, "x", ttl=2).server_timeout == pytest.approx(0.2)

@@ -31,10 +31,14 @@ class Companion(enum.StrEnum):
     #: the fill lock (lease) of a cache entry; set/invalidate delete it to revoke fills
     LOCK = "lock"
     # -- locks (Lock, Redlock) --
-    #: a lock's fencing counter: INCR'd by every acquire, never expires (tokens only grow)
+    #: a lock's fencing counter: the last token handed out (the larger of itself + 1 and the
+    #: server's clock in microseconds); it outlives the lock by a margin, then expires
     FENCE = "fence"
     #: a lock's wake-up list: a release pushes one signal, a blocked acquire BLPOPs it
     SIGNAL = "signal"
+    #: a lock's release marker: the token of the last release, so that a re-sent release
+    #: reports the release it made; expires after a margin
+    RELEASED = "released"
     # -- AdaptiveTTLCache --
     #: an entry's shared read statistics (a hash: hits, misses, last hit in server
     #: milliseconds); expires with the entry
@@ -49,7 +53,7 @@ class Companion(enum.StrEnum):
 #: invalidations delete exactly these (a cache sweep must never reset a lock's fencing counter).
 CACHE_ENTRY: tuple[Companion, ...] = (Companion.LOCK,)
 ADAPTIVE_ENTRY: tuple[Companion, ...] = (Companion.LOCK, Companion.STATS)
-LOCK_ENTRY: tuple[Companion, ...] = (Companion.FENCE, Companion.SIGNAL)
+LOCK_ENTRY: tuple[Companion, ...] = (Companion.FENCE, Companion.SIGNAL, Companion.RELEASED)
 SESSION_ENTRY: tuple[Companion, ...] = (Companion.GONE,)
 NO_COMPANIONS: tuple[Companion, ...] = ()
 

@@ -2,11 +2,22 @@
 """A distributed lock on one Redis (standalone, Sentinel or Cluster), with fencing tokens.
 
 Keys (one hash tag, so one slot): ``lock:{name}`` holds the owner's token (``SET NX PX``);
-its companions ``...:fence``, a counter INCR'd by the same acquire script (the fencing
-token, strictly increasing), and ``...:signal``, a list that each release pushes one signal
-into. A blocked acquire waits on that list with ``BLPOP`` (woken as soon as the lock is
-released), for at most the holder's remaining time or a jittered poll interval, so a lock
-that expires, or a signal taken by someone else, costs at most one poll.
+its companions ``...:fence``, the fencing counter the same acquire script advances,
+``...:signal``, a list that each release pushes one signal into, and ``...:released``, the
+token of the last release. A blocked acquire waits on the signal list with ``BLPOP`` (woken
+as soon as the lock is released), for at most the holder's remaining time or a jittered poll
+interval, so a lock that expires, or a signal taken by someone else, costs at most one poll.
+
+Fencing tokens never decrease for a name: a token is the larger of the counter + 1 and the
+server's clock in microseconds (``TIME``), so losing the counter (FLUSHALL, eviction, a
+restart without persistence, a failover to a replica that missed it) falls back on the clock,
+and a clock that steps back falls back on the counter. The counter and the release marker
+outlive the lock by :data:`LINGER_MS` and then expire: an idle name leaves no key behind.
+
+Every script is safe to run twice: redis-py re-sends a command whose reply came later than
+``socket_timeout``, although the server ran it. A re-sent acquire finds the lock holding its
+own token and returns the same fencing token; a re-sent release finds its marker and
+reports the release it made; extend is idempotent.
 
 The token belongs to the lock object *and* the task (the thread on the sync face) that
 acquired it: two tasks sharing one ``Lock`` are two owners, so one can never release or
@@ -55,6 +66,10 @@ _EXTEND = script("lock_extend")
 #: How long an untaken wake-up signal lives (ms): long enough to cover a waiter between its
 #: failed attempt and its BLPOP.
 SIGNAL_TTL_MS = 1000
+#: How long the fencing counter outlives the lock, and the release marker its release (ms):
+#: a re-sent release within this time reports success, and a lock taken again within it
+#: gets a larger token even if the server's clock stepped back meanwhile.
+LINGER_MS = 60_000
 #: The longest single BLPOP (seconds): well under any sane socket timeout.
 _MAX_BLOCK = 1.0
 _MIN_BLOCK = 0.001
@@ -65,6 +80,21 @@ _MIN_USEFUL_BLOCK = 0.02
 _FINAL_POLL = 0.01
 
 OnLost = Callable[[Any], object]
+
+
+def lock_keys(key: str) -> list[str]:
+    """The keys of acquire, extend and fence raise: the lock and its fencing counter."""
+    return [key, companion(key, Companion.FENCE)]
+
+
+def release_keys(key: str) -> list[str]:
+    """The keys of release: the lock, its wake-up list and its release marker."""
+    return [key, companion(key, Companion.SIGNAL), companion(key, Companion.RELEASED)]
+
+
+def release_args(token: str) -> list[Any]:
+    """The arguments of release for ``token``."""
+    return [token, SIGNAL_TTL_MS, LINGER_MS]
 
 
 def new_token() -> str:
@@ -361,8 +391,8 @@ class Lock(LockBase):
         self.retry_interval = seconds_to_ms(retry_interval, "retry_interval") / 1000
         self.store = Store(client, self.keys, pattern="Lock", events=self.events, batch_reads=False)
         self.client = client
-        self._acquire_keys = [self.key, companion(self.key, Companion.FENCE)]
-        self._release_keys = [self.key, companion(self.key, Companion.SIGNAL)]
+        self._acquire_keys = lock_keys(self.key)
+        self._release_keys = release_keys(self.key)
         self._signal = self._release_keys[1]
 
     def _background(self) -> Background:
@@ -406,7 +436,9 @@ class Lock(LockBase):
 
     def _try_acquire(self, token: str) -> int:
         try:
-            return int(self.store.run(_ACQUIRE, self._acquire_keys, [token, self.ttl_ms]))
+            return int(
+                self.store.run(_ACQUIRE, self._acquire_keys, [token, self.ttl_ms, LINGER_MS])
+            )
         except BaseException:
             # The script may have run before the failure or cancellation: undo it.
             self._abandon(token)
@@ -420,7 +452,7 @@ class Lock(LockBase):
     def _abandon(self, token: str) -> None:
         def release() -> None:
             try:
-                self.store.run(_RELEASE, self._release_keys, [token, SIGNAL_TTL_MS])
+                self.store.run(_RELEASE, self._release_keys, release_args(token))
             except RedkitError as exc:
                 logger.warning("could not undo an interrupted acquire of %s: %s", self.key, exc)
 
@@ -436,7 +468,7 @@ class Lock(LockBase):
         del self._holds[hold.owner]
         hold.stop()
         released = self.store.background.shielded(
-            lambda: self.store.run(_RELEASE, self._release_keys, [hold.token, SIGNAL_TTL_MS]),
+            lambda: self.store.run(_RELEASE, self._release_keys, release_args(hold.token)),
             "lock release",
         )
         if not released:
@@ -457,7 +489,9 @@ class Lock(LockBase):
         self.events.emit(Happened.LOCK_EXTENDED)
 
     def _extend_hold(self, hold: Hold, ttl_ms: int) -> bool:
-        return bool(self.store.run(_EXTEND, [self.key], [hold.token, ttl_ms]))
+        return bool(
+            self.store.run(_EXTEND, self._acquire_keys, [hold.token, ttl_ms, LINGER_MS])
+        )
 
     def locked(self) -> bool:
         """Whether anyone holds the lock now."""
