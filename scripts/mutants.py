@@ -379,6 +379,24 @@ MUTANTS += [
 
 _PLAIN_SET = ROOT / "src/redkit/lua/plain_set.lua"
 
+# Write-behind (h/wb): dead letters, start-up under OOM, re-sends, the lease check.
+MUTANTS += [
+    Mutant(
+        "write-behind: a dead letter keeps serving the refused value",
+        "src/redkit/lua/wb_dead.lua",
+        "  redis.call('SET', KEYS[4], token)",
+        "  redis.call('GET', KEYS[4])",
+        ("tests/async_/test_write_behind.py", "tests/sync/test_write_behind.py"),
+    ),
+    Mutant(
+        "write-behind: a replay leaves the cache entry cut",
+        "src/redkit/lua/wb_replay.lua",
+        "redis.call('SET', KEYS[3], fields['d'])",
+        "redis.call('GET', KEYS[3])",
+        ("tests/async_/test_write_behind.py", "tests/sync/test_write_behind.py"),
+    ),
+]
+
 
 def run(mutant: Mutant) -> bool:
     """Apply ``mutant``, run its tests, restore; whether the tests failed (mutant killed)."""

@@ -413,6 +413,38 @@ async def test_dead_letters_replay_unless_superseded(client: Any, repo: Repo) ->
     await wb.aclose()
 
 
+async def test_a_dead_lettered_write_is_not_served_and_a_replay_serves_it_again(
+    client: Any, repo: Repo
+) -> None:
+    """Readers see what the database holds once it refused a write; a replay brings the
+    intended value back (cache and database); a newer write is not hidden by an older
+    dead letter."""
+    wb = behind(client, repo, max_attempts=1, shards=1)
+    await wb.write({"id": 1, "name": "stored", "seq": 1})
+    await wb.write({"id": 2, "name": "other", "seq": 1})
+    assert await wb.flush() == 2
+    repo.refuse = {1, 2}
+    await wb.write({"id": 1, "name": "refused", "seq": 2})
+    await wb.write({"id": 2, "name": "refused too", "seq": 2})
+    assert await wb.flush() == 0
+    assert await wb.dead_letters() == 2
+    assert (await wb.get(1))["name"] == "stored", "the refused value must not be served"
+    assert await client.exists(wb.layout.entry(0, "1")), "the entry still marks the write"
+    assert await client.pttl(wb.layout.entry(0, "1")) == -1
+    await wb.write({"id": 2, "name": "newer", "seq": 3})  # supersedes the dead letter
+    assert (await wb.get(2))["name"] == "newer"
+
+    repo.refuse = set()
+    assert await wb.replay_dead_letters() == 1
+    assert (await wb.get(1))["name"] == "refused", "a replay serves the intended value"
+    assert (await wb.get(2))["name"] == "newer"
+    assert await wb.flush() == 2
+    rows = await repo.rows()
+    assert (rows[1]["name"], rows[2]["name"]) == ("refused", "newer")
+    assert (await wb.get(1))["name"] == "refused"
+    await wb.aclose()
+
+
 async def test_several_flushers_share_the_shards(client: Any, repo: Repo) -> None:
     options = {"claim_after": 0.3, "flusher": True, "flush_interval": 0.01}
     a = behind(client, repo, **options)

@@ -617,7 +617,12 @@ class Flusher:
         layout, index = self.layout, shard.index
         await self.store.run(
             _DEAD,
-            [layout.stream(index), layout.dead(index), layout.attempts(index)],
+            [
+                layout.stream(index),
+                layout.dead(index),
+                layout.attempts(index),
+                layout.entry(index, pending.id),
+            ],
             [
                 GROUP,
                 pending.id,

@@ -24,7 +24,9 @@ Reads
     ``get`` returns the newest written value: the cache entry holds it (the write's bytes: a
     random token, then the encoded entity), and keeps no TTL until it is flushed (then
     ``ttl``). A miss reads the repository (not cached: a value read
-    there could be older than a write racing the read).
+    there could be older than a write racing the read). A write the repository refused
+    (dead-lettered) is not served: its entry is cut down to its token, read as a miss, so
+    ``get`` returns what the database holds until a newer write or a replay puts it back.
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ from redkit._core.keys import KeyId, KeySpace, StreamLayout, id_text
 from redkit._core.ttl import non_negative, seconds_to_ms
 from redkit._core.write_behind import (
     DEFAULT_SHARDS,
+    TOKEN_SIZE,
     WriteBehindStats,
     frame,
     unframe,
@@ -297,6 +300,10 @@ class WriteBehind(Closeable):
             data = self.store.get(key)
         except RedkitError as exc:
             self.policy.read_failed(exc)
+            return self._from_repository(id)
+        if data is not None and len(data) == TOKEN_SIZE:
+            # A dead-lettered write: the database refused it, so its value is not served.
+            self.events.emit(Event.MISS)
             return self._from_repository(id)
         if data is not None:
             payload = unframe(data)

@@ -1,8 +1,10 @@
 -- wb_replay: put one dead letter back on its shard's stream, keeping its original version,
--- unless a newer write of the same id has superseded it (then it is only removed).
--- A dead letter's cache entry keeps no TTL while it holds the dead letter's write (its
--- token), so an entry that now holds another write, or none, means a newer write came (and
--- was flushed, or will be): replaying the old value could overwrite it.
+-- and back in its cache entry, unless a newer write of the same id has superseded it (then
+-- it is only removed).
+-- A dead letter's cache entry keeps no TTL while it holds the dead letter's token (wb_dead
+-- cut it down to the token), so an entry that now holds another write, or none, means a
+-- newer write came (and was flushed, or will be): replaying the old value could overwrite it.
+-- Idempotent: a re-sent call finds the dead letter gone.
 -- KEYS[1]  the shard's stream
 -- KEYS[2]  the shard's dead-letter stream
 -- KEYS[3]  the entity's cache entry (same hash tag)
@@ -22,4 +24,5 @@ if redis.call('GETRANGE', KEYS[3], 0, 7) ~= string.sub(fields['d'], 1, 8) then
   return 0
 end
 redis.call('XADD', KEYS[1], '*', 'i', fields['i'], 'd', fields['d'], 'v', fields['v'])
+redis.call('SET', KEYS[3], fields['d'])
 return 1
