@@ -395,6 +395,18 @@ MUTANTS += [
         "redis.call('GET', KEYS[3])",
         ("tests/async_/test_write_behind.py", "tests/sync/test_write_behind.py"),
     ),
+    Mutant(
+        "write-behind: a held batch is written without checking the lease",
+        "src/redkit/_async/write_behind_flusher.py",
+        "        if self.clock.monotonic() >= shard.valid_until:",
+        "        if False:",
+        (
+            "tests/async_/test_write_behind.py::"
+            "test_a_flusher_whose_lease_was_taken_over_does_not_write_its_held_batch",
+            "tests/sync/test_write_behind.py::"
+            "test_a_flusher_whose_lease_was_taken_over_does_not_write_its_held_batch",
+        ),
+    ),
 ]
 
 

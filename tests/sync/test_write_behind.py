@@ -303,7 +303,7 @@ def _refused_once(wb: WriteBehind) -> bool:
 def test_a_dead_flushers_pending_entries_are_claimed_in_order(
     client: Any, repo: Repo
 ) -> None:
-    wb = behind(client, repo, shards=1, claim_after=0.2)
+    wb = behind(client, repo, shards=1, claim_after=30)
     stream, lease = wb.layout.stream(0), wb.layout.lease(0)
     client.xgroup_create(stream, GROUP, id="0", mkstream=True)
     for id in range(10):
@@ -311,17 +311,13 @@ def test_a_dead_flushers_pending_entries_are_claimed_in_order(
     # A flusher that read them (they are pending for it) and died holding its lease.
     read = client.xreadgroup(GROUP, "dead-flusher", {stream: ">"}, count=100)
     assert len(read[0][1]) == 10
-    client.set(lease, "dead-flusher", px=200)
+    client.set(lease, "dead-flusher", px=60_000)
     for id in range(5):
         wb.write({"id": id, "name": "new", "seq": 2})
 
     assert wb.flush() == 0, "the lease is still the dead flusher's"
     assert repo.rows() == {}
-
-    def lease_lapsed() -> bool:
-        return not client.exists(lease)
-
-    eventually(lease_lapsed)
+    client.delete(lease)  # it lapses
     assert wb.flush() == 15
     assert wb.stats.claimed == 10
     rows = repo.rows()
@@ -339,18 +335,27 @@ def test_a_live_flusher_keeps_its_shards_during_a_slow_commit(
     client: Any, repo: Repo
 ) -> None:
     """Without leases (or without the heartbeat), B would write id 1's newer value while A
-    still commits the older one, and A's late commit would overwrite it."""
-    a = behind(client, repo, shards=1, claim_after=0.15, flusher=True, flush_interval=0.01)
-    b = behind(client, repo, shards=1, claim_after=0.15)
+    still commits the older one, and A's late commit would overwrite it.
+
+    The lease is generous (3 s, renewed every second) so that a loaded machine does not lose
+    it; the test watches the heartbeat push its expiry back twice while A commits."""
+    a = behind(client, repo, shards=1, claim_after=3.0, flusher=True, flush_interval=0.01)
+    b = behind(client, repo, shards=1, claim_after=3.0)
+    lease = a.layout.lease(0)
     repo.gate = True
     a.write({"id": 1, "name": "older", "seq": 1})
     repo.entered.wait()
     b.write({"id": 1, "name": "newer", "seq": 2})
-    started = time.monotonic()
-    while time.monotonic() - started < 0.5:  # over three lease times: the heartbeat renews
-        assert b.flush() == 0
+    renewals, last = 0, client.pttl(lease)
+    deadline = time.monotonic() + 30
+    while renewals < 2:
+        assert time.monotonic() < deadline, "the heartbeat did not renew the lease"
+        assert b.flush() == 0, "B took the shard while A commits"
+        assert client.get(lease) == a.flusher.token.encode()
+        ttl = client.pttl(lease)
+        renewals += ttl > last
+        last = ttl
         pause(0.02)
-    assert client.get(a.layout.lease(0)) == a.flusher.token.encode()
     repo.release.set()
 
     def newest_written() -> bool:
@@ -358,6 +363,62 @@ def test_a_live_flusher_keeps_its_shards_during_a_slow_commit(
 
     eventually(newest_written)
     assert [row for batch in repo.upserts for row in batch] == [1, 1]
+    a.close()
+    b.close()
+
+
+class ManualClock:
+    """A clock the test moves by hand."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def monotonic(self) -> float:
+        return self.now
+
+
+def test_a_flusher_whose_lease_was_taken_over_does_not_write_its_held_batch(
+    client: Any, repo: Repo
+) -> None:
+    """A holds a batch for a retry; its lease lapses (on an injected clock) and B takes the
+    shard over and writes newer values. A hears nothing of it (its heartbeat is late, as on
+    a loaded machine): only its own lease check keeps it from writing the older batch."""
+    clock = ManualClock()
+    a = behind(
+        client, repo, shards=1, claim_after=600, flusher=True, flush_interval=600, clock=clock
+    )
+
+    def late_heartbeat() -> None:
+        return None
+
+    a.flusher._heartbeat = late_heartbeat  # type: ignore[method-assign]
+    b = behind(client, repo, shards=1, claim_after=600)
+    repo.down = True
+    a.write({"id": 1, "name": "older", "seq": 1})
+
+    def held() -> bool:
+        a.flusher.wake()
+        return a.stats.failed_batches >= 1
+
+    eventually(held)
+    assert a.flusher.shards == [0]
+    client.delete(a.layout.lease(0))  # A's lease lapses...
+    repo.down = False
+    b.write({"id": 1, "name": "newer", "seq": 2})
+    assert b.flush() == 2  # ...and B takes the shard over: A's entry, then the newer
+    assert (repo.rows())[1]["name"] == "newer"
+    upserts = len(repo.upserts)
+
+    clock.now += 601  # past A's lease, by A's own clock
+    a.flusher.wake()
+
+    def a_moved_on() -> bool:
+        a.flusher.wake()
+        return not a.flusher.shards or len(repo.upserts) > upserts
+
+    eventually(a_moved_on)
+    assert len(repo.upserts) == upserts, "A wrote a batch after its lease ran out"
+    assert (repo.rows())[1]["name"] == "newer"
     a.close()
     b.close()
 
@@ -370,8 +431,8 @@ def test_a_paused_flusher_that_lost_its_lease_cannot_overwrite_a_newer_value(
     column is what keeps the newer value (without it, the older value wins: the test
     stages the race for real)."""
     repo = Repo(engine, users, version_column="version" if version_column else None)
-    a = behind(client, repo, shards=1, claim_after=0.2)
-    b = behind(client, repo, shards=1, claim_after=0.2)
+    a = behind(client, repo, shards=1, claim_after=30)
+    b = behind(client, repo, shards=1, claim_after=30)
     a.write({"id": 1, "name": "older", "seq": 1})
     repo.gate = True
     paused = start(a.flush)
@@ -447,7 +508,7 @@ def test_a_dead_lettered_write_is_not_served_and_a_replay_serves_it_again(
 
 
 def test_several_flushers_share_the_shards(client: Any, repo: Repo) -> None:
-    options = {"claim_after": 0.3, "flusher": True, "flush_interval": 0.01}
+    options = {"claim_after": 3.0, "flusher": True, "flush_interval": 0.01}
     a = behind(client, repo, **options)
     b = behind(client, repo, **options)
     a.start()
