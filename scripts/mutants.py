@@ -380,6 +380,12 @@ MUTANTS += [
 _PLAIN_SET = ROOT / "src/redkit/lua/plain_set.lua"
 
 # Write-behind (h/wb): dead letters, start-up under OOM, re-sends, the lease check.
+_WB_OOM = (
+    "tests/async_/test_write_behind.py::"
+    "test_a_flusher_starts_and_drains_when_the_backlog_has_filled_redis",
+    "tests/sync/test_write_behind.py::"
+    "test_a_flusher_starts_and_drains_when_the_backlog_has_filled_redis",
+)
 MUTANTS += [
     Mutant(
         "write-behind: a dead letter keeps serving the refused value",
@@ -394,6 +400,27 @@ MUTANTS += [
         "redis.call('SET', KEYS[3], fields['d'])",
         "redis.call('GET', KEYS[3])",
         ("tests/async_/test_write_behind.py", "tests/sync/test_write_behind.py"),
+    ),
+    Mutant(
+        "write-behind: the lease needs free memory",
+        "src/redkit/lua/wb_lease.lua",
+        "#!lua flags=allow-oom\n",
+        "",
+        _WB_OOM,
+    ),
+    Mutant(
+        "write-behind: registering needs free memory",
+        "src/redkit/lua/wb_members.lua",
+        "#!lua flags=allow-oom\n",
+        "",
+        _WB_OOM,
+    ),
+    Mutant(
+        "write-behind: the layout check needs free memory",
+        "src/redkit/_async/write_behind.py",
+        "            except BackendRejected:",
+        "            except ZeroDivisionError:",
+        _WB_OOM,
     ),
     Mutant(
         "write-behind: a held batch is written without checking the lease",

@@ -16,9 +16,15 @@ from sqlalchemy.schema import CreateTable
 from redkit import Backoff
 from redkit._core.write_behind import GROUP
 from redkit.asyncio import WriteBehind
-from redkit.errors import BackpressureError, ConfigurationError, RepositoryError
+from redkit.errors import (
+    BackendRejected,
+    BackpressureError,
+    ConfigurationError,
+    RepositoryError,
+)
 from redkit.integrations.sqlalchemy import AsyncSQLAlchemyRepository
 from tests._acompat import Event, pause, start
+from tests.memory_limit import capped_memory
 
 metadata = sa.MetaData()
 users = sa.Table(
@@ -534,6 +540,51 @@ async def test_several_flushers_share_the_shards(client: Any, repo: Repo) -> Non
 
     await eventually(b_took_over)
     await b.aclose()
+
+
+async def fill_redis(wb: WriteBehind) -> list[int]:
+    """Write 1 KB entities until Redis refuses one on every shard (out of memory); the ids
+    whose write was taken."""
+    taken: list[int] = []
+    refused: set[int] = set()
+    id = 0
+    while len(refused) < wb.layout.shards:
+        assert id < 200_000, "Redis never ran out of memory"
+        try:
+            await wb.write({"id": id, "name": "x" * 1000, "seq": 0})
+        except BackendRejected as exc:
+            assert "maxmemory" in str(exc)
+            refused.add(wb.layout.shard_of(str(id)))
+        else:
+            taken.append(id)
+        id += 1
+    return taken
+
+
+async def test_a_flusher_starts_and_drains_when_the_backlog_has_filled_redis(
+    client: Any, repo: Repo, redis_url: str
+) -> None:
+    """The flusher is what frees memory: with Redis full (maxmemory, noeviction) it must
+    start (register, take its leases, create the consumer groups) and drain, after which
+    writes are taken again."""
+    writer = behind(client, repo, shards=4, max_backlog=None)
+    with capped_memory(redis_url):
+        taken = await fill_redis(writer)
+        assert taken, "nothing was written before Redis filled up"
+        # Nor can the shard count be recorded (a prefix whose count is not recorded yet).
+        await client.delete(writer.layout.meta)
+        drainer = behind(client, repo, shards=4, flusher=True, flush_interval=0.01)
+        await drainer.start()
+
+        async def drained() -> bool:
+            return await drainer.backlog() == 0
+
+        await eventually(drained, timeout=30)
+        assert sorted(await repo.rows()) == taken
+        await writer.write({"id": -1, "name": "after", "seq": 0})
+        assert await writer.flush() in (0, 1)  # the drainer may have written it already
+        await drainer.aclose()
+    assert (await repo.rows())[-1]["name"] == "after"
 
 
 async def test_closing_drains_the_backlog(client: Any, repo: Repo) -> None:

@@ -17,9 +17,15 @@ from sqlalchemy.schema import CreateTable
 from redkit import Backoff
 from redkit._core.write_behind import GROUP
 from redkit import WriteBehind
-from redkit.errors import BackpressureError, ConfigurationError, RepositoryError
+from redkit.errors import (
+    BackendRejected,
+    BackpressureError,
+    ConfigurationError,
+    RepositoryError,
+)
 from redkit.integrations.sqlalchemy import SQLAlchemyRepository
 from tests._compat import Event, pause, start
+from tests.memory_limit import capped_memory
 
 metadata = sa.MetaData()
 users = sa.Table(
@@ -535,6 +541,51 @@ def test_several_flushers_share_the_shards(client: Any, repo: Repo) -> None:
 
     eventually(b_took_over)
     b.close()
+
+
+def fill_redis(wb: WriteBehind) -> list[int]:
+    """Write 1 KB entities until Redis refuses one on every shard (out of memory); the ids
+    whose write was taken."""
+    taken: list[int] = []
+    refused: set[int] = set()
+    id = 0
+    while len(refused) < wb.layout.shards:
+        assert id < 200_000, "Redis never ran out of memory"
+        try:
+            wb.write({"id": id, "name": "x" * 1000, "seq": 0})
+        except BackendRejected as exc:
+            assert "maxmemory" in str(exc)
+            refused.add(wb.layout.shard_of(str(id)))
+        else:
+            taken.append(id)
+        id += 1
+    return taken
+
+
+def test_a_flusher_starts_and_drains_when_the_backlog_has_filled_redis(
+    client: Any, repo: Repo, redis_url: str
+) -> None:
+    """The flusher is what frees memory: with Redis full (maxmemory, noeviction) it must
+    start (register, take its leases, create the consumer groups) and drain, after which
+    writes are taken again."""
+    writer = behind(client, repo, shards=4, max_backlog=None)
+    with capped_memory(redis_url):
+        taken = fill_redis(writer)
+        assert taken, "nothing was written before Redis filled up"
+        # Nor can the shard count be recorded (a prefix whose count is not recorded yet).
+        client.delete(writer.layout.meta)
+        drainer = behind(client, repo, shards=4, flusher=True, flush_interval=0.01)
+        drainer.start()
+
+        def drained() -> bool:
+            return drainer.backlog() == 0
+
+        eventually(drained, timeout=30)
+        assert sorted(repo.rows()) == taken
+        writer.write({"id": -1, "name": "after", "seq": 0})
+        assert writer.flush() in (0, 1)  # the drainer may have written it already
+        drainer.close()
+    assert (repo.rows())[-1]["name"] == "after"
 
 
 def test_closing_drains_the_backlog(client: Any, repo: Repo) -> None:

@@ -57,6 +57,7 @@ from redkit._core.write_behind import (
 )
 from redkit._scripts import script
 from redkit.errors import (
+    BackendRejected,
     BackpressureError,
     ConfigurationError,
     CorruptEntry,
@@ -417,8 +418,15 @@ class WriteBehind(Closeable):
         if self._layout_checked:
             return
         layout = self.layout
-        self.store.call("SET", layout.meta, layout.shards, "NX")
-        found = self.store.call("GET", layout.meta)  # the first count recorded stays
+        found = self.store.call("GET", layout.meta)
+        if found is None:
+            try:
+                self.store.call("SET", layout.meta, layout.shards, "NX")
+            except BackendRejected:
+                # Out of memory (or read-only): a flusher must still start and drain, and a
+                # write is refused anyway. Checked again on the next call.
+                return
+            found = self.store.call("GET", layout.meta)  # the first count recorded stays
         if found is not None and int(found) != layout.shards:
             raise ConfigurationError(
                 f"write-behind prefix {layout.prefix!r} is spread over {int(found)} shards, "
