@@ -380,6 +380,14 @@ MUTANTS += [
 _PLAIN_SET = ROOT / "src/redkit/lua/plain_set.lua"
 
 # Write-behind (h/wb): dead letters, start-up under OOM, re-sends, the lease check.
+_WB_RESEND = (
+    "tests/async_/test_write_behind.py::test_a_re_sent_write_does_not_pass_a_newer_write",
+    "tests/async_/test_write_behind.py::test_a_re_sent_increment_counts_once",
+    "tests/async_/test_write_behind.py::test_re_sent_flusher_scripts_act_once",
+    "tests/sync/test_write_behind.py::test_a_re_sent_write_does_not_pass_a_newer_write",
+    "tests/sync/test_write_behind.py::test_a_re_sent_increment_counts_once",
+    "tests/sync/test_write_behind.py::test_re_sent_flusher_scripts_act_once",
+)
 _WB_OOM = (
     "tests/async_/test_write_behind.py::"
     "test_a_flusher_starts_and_drains_when_the_backlog_has_filled_redis",
@@ -421,6 +429,39 @@ MUTANTS += [
         "            except BackendRejected:",
         "            except ZeroDivisionError:",
         _WB_OOM,
+    ),
+    Mutant(
+        "write-behind: a re-sent write is applied again",
+        "src/redkit/lua/wb_write.lua",
+        "if tonumber(mine[1]) == gen and mine[2] then",
+        "if false then",
+        _WB_RESEND,
+    ),
+    Mutant(
+        "write-behind: a re-sent increment is applied again",
+        "src/redkit/lua/wb_update.lua",
+        "if done then",
+        "if false then",
+        _WB_RESEND,
+    ),
+    Mutant(
+        "write-behind: a re-sent dead letter is moved again",
+        "src/redkit/lua/wb_dead.lua",
+        "if #redis.call('XRANGE', KEYS[1], last, last) == 0 then",
+        "if false then",
+        _WB_RESEND,
+    ),
+    Mutant(
+        "write-behind: an increment is read and written back (not atomic)",
+        "src/redkit/_async/write_behind.py",
+        "        entity = await self.update(id, {field: by})\n        return entity[field]",
+        "        entity = dict(await self.get(id) or {self.id_field: id})\n"
+        "        entity[field] = entity.get(field, 0) + by\n"
+        "        await self.write(entity)\n        return entity[field]",
+        (
+            "tests/async_/test_write_behind.py::test_concurrent_increments_are_never_lost",
+            "tests/sync/test_write_behind.py::test_concurrent_increments_are_never_lost",
+        ),
     ),
     Mutant(
         "write-behind: a held batch is written without checking the lease",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -15,16 +16,20 @@ from sqlalchemy.schema import CreateTable
 
 from redkit import Backoff
 from redkit._core.write_behind import GROUP
-from redkit.asyncio import WriteBehind
+from redkit._scripts import script
+from redkit.asyncio import WriteBehind, connect
 from redkit.errors import (
     BackendRejected,
     BackpressureError,
     ConfigurationError,
+    InvalidArgument,
     RepositoryError,
 )
 from redkit.integrations.sqlalchemy import AsyncSQLAlchemyRepository
-from tests._acompat import Event, pause, start
+from tests._acompat import Event, pause, run_concurrently, start
 from tests.memory_limit import capped_memory
+from tests.netproxy import Proxy
+from tests.servers import flush_all
 
 metadata = sa.MetaData()
 users = sa.Table(
@@ -671,3 +676,199 @@ async def test_closing_with_redis_down_neither_hangs_nor_raises(
         await wb.aclose()
     assert any("stopped without draining" in r.getMessage() for r in caplog.records)
     await dead.aclose()
+
+
+# -- atomic updates ---------------------------------------------------------------------------
+
+
+async def test_concurrent_increments_are_never_lost(client: Any, repo: Repo) -> None:
+    """1,000 increments at once (50 tasks or threads of 20), on an id with a cached value
+    and on one that exists nowhere yet: every one counts, in the cache and the database."""
+    wb = behind(client, repo, shards=4)
+    await wb.write({"id": 1, "name": "counter", "seq": 0})
+
+    async def bump(worker: int) -> None:
+        for _ in range(20):
+            await wb.incr(1 if worker % 2 else 2, "seq")
+
+    await run_concurrently(50, bump)
+    assert await wb.get(1) == {"id": 1, "name": "counter", "seq": 500}
+    assert await wb.get(2) == {"id": 2, "seq": 500}
+    await wb.flush()
+    rows = await repo.rows()
+    assert (rows[1]["seq"], rows[1]["name"], rows[2]["seq"]) == (500, "counter", 500)
+    await wb.aclose()
+
+
+async def test_an_update_changes_only_its_numbers(client: Any, repo: Repo) -> None:
+    """The server patches the numbers into the cached JSON: every other value reads back
+    exactly as written (floats to the last digit, big integers, empty lists, strings that
+    look like JSON), integers stay integers, floats stay floats."""
+    wb = behind(client, repo)
+    entity = {
+        "id": 5,
+        "name": 'Zoë "q" /}{,:',
+        "seq": 1,
+        "ratio": 0.30000000000000004,
+        "big": 2**60,
+        "tags": [],
+        "nested": {"seq": 100, "s": "},{\\"},
+        "none": None,
+    }
+    await wb.write(entity)
+    after = await wb.update(5, {"seq": 2, "ratio": 0.1, "hits": 3, "none": 1.5})
+    expected = {**entity, "seq": 3, "ratio": 0.30000000000000004 + 0.1, "hits": 3, "none": 1.5}
+    assert after == expected
+    assert type(after["seq"]) is int and type(after["hits"]) is int
+    assert await wb.get(5) == expected
+    assert await wb.incr(5, "seq", by=-3) == 0
+    assert await wb.incr(5, "ratio", by=1) == expected["ratio"] + 1
+    assert await wb.incr(5, "half", by=0.5) == 0.5
+    assert type(await wb.incr(5, "half", by=0.5)) is float
+
+    with pytest.raises(InvalidArgument, match="not a number"):
+        await wb.incr(5, "name")
+    with pytest.raises(InvalidArgument, match="2\\*\\*53"):
+        await wb.incr(5, "big")
+    for bad in (True, "1", float("nan"), float("inf"), None):
+        with pytest.raises(InvalidArgument):
+            await wb.incr(5, "seq", by=bad)  # type: ignore[arg-type]
+    for field in ("id", "", 3):
+        with pytest.raises(InvalidArgument):
+            await wb.update(5, {field: 1})  # type: ignore[dict-item]
+    with pytest.raises(InvalidArgument):
+        await wb.update(5, {})
+    assert (await wb.get(5))["seq"] == 0, "a refused update changes nothing"
+    squeezed = behind(client, repo, compress_threshold=10)
+    with pytest.raises(ConfigurationError, match="json"):
+        await squeezed.incr(5, "seq")
+    await wb.aclose()
+
+
+async def test_an_update_starts_from_the_repository_when_nothing_is_cached(
+    client: Any, versioned: Repo
+) -> None:
+    wb = behind(client, versioned, max_attempts=1)
+    await versioned.upsert_many([{"id": 3, "name": "db", "seq": 41, "version": 1}])
+    assert await wb.incr(3, "seq") == 42
+    assert await wb.get(3) == {"id": 3, "name": "db", "seq": 42}
+    assert await wb.flush() == 1
+    assert (await versioned.rows())[3]["seq"] == 42
+    # A dead-lettered write is not what the database holds: an update starts from the latter.
+    versioned.refuse = {3}
+    await wb.write({"id": 3, "name": "refused", "seq": 1000})
+    await wb.flush()
+    assert await wb.dead_letters() == 1
+    versioned.refuse = set()
+    assert await wb.incr(3, "seq") == 43
+    assert await wb.replay_dead_letters() == 0, "the update superseded the dead letter"
+    assert await wb.flush() == 1
+    assert (await versioned.rows())[3]["seq"] == 43
+    await wb.aclose()
+
+
+# -- re-sent scripts (a reply held back by the proxy past the client's socket_timeout) -----
+
+
+class Resend:
+    """A WriteBehind whose client goes through a proxy that can hold back one reply, so that
+    redis-py re-sends a script the server has already run; ``direct`` is a second one."""
+
+    def __init__(self, server: Any, repo: Repo, **options: Any) -> None:
+        flush_all(server.url)
+        self.proxy = Proxy("127.0.0.1", server.port)
+        self.slow_client = connect(self.proxy.url_for(server.url), socket_timeout=0.5, retries=3)
+        self.direct_client = connect(server.url)
+        self.slow = behind(self.slow_client, repo, shards=1, **options)
+        self.direct = behind(self.direct_client, repo, shards=1, **options)
+        self.hold = threading.Event()
+
+    def hold_reply(self, name: str) -> None:
+        """Hold back the reply to the next run of script ``name`` until ``release``."""
+        self.proxy.delay_reply(script(name).sha.encode(), self.hold)
+
+    async def held(self) -> None:
+        async def delayed() -> bool:
+            return self.proxy.delayed.is_set()
+
+        await eventually(delayed)
+
+    async def aclose(self) -> None:
+        self.hold.set()
+        await self.slow.aclose()
+        await self.direct.aclose()
+        await self.slow_client.aclose()
+        await self.direct_client.aclose()
+        self.proxy.close()
+
+
+async def test_a_re_sent_write_does_not_pass_a_newer_write(
+    standalone_server: Any, repo: Repo
+) -> None:
+    rig = Resend(standalone_server, repo)
+    try:
+        await rig.slow.write({"id": 1, "name": "zero", "seq": 0})  # scripts loaded
+        rig.hold_reply("wb_write")
+        first = start(lambda: rig.slow.write({"id": 1, "name": "first", "seq": 1}))
+        await rig.held()  # "first" is in Redis; its reply is held back
+        await rig.direct.write({"id": 1, "name": "second", "seq": 2})
+        await first.result()  # returns after the re-send, which must change nothing
+        assert (await rig.direct.get(1))["name"] == "second"
+        assert await rig.direct.backlog() == 3
+        assert await rig.direct.flush() == 1
+        assert (await repo.rows())[1]["name"] == "second"
+    finally:
+        await rig.aclose()
+
+
+async def test_a_re_sent_increment_counts_once(standalone_server: Any, repo: Repo) -> None:
+    rig = Resend(standalone_server, repo)
+    try:
+        await rig.slow.write({"id": 1, "name": "n", "seq": 0})
+        assert await rig.slow.incr(1, "seq") == 1  # scripts loaded
+        rig.hold_reply("wb_update")
+        assert await rig.slow.incr(1, "seq") == 2
+        assert rig.proxy.delayed.is_set(), "the reply was not held back: nothing was re-sent"
+        assert (await rig.direct.get(1))["seq"] == 2
+        assert await rig.direct.flush() == 1
+        assert (await repo.rows())[1]["seq"] == 2
+    finally:
+        await rig.aclose()
+
+
+@pytest.mark.parametrize("name", ["wb_lease", "wb_ack", "wb_dead", "wb_replay"])
+async def test_re_sent_flusher_scripts_act_once(
+    standalone_server: Any, repo: Repo, name: str
+) -> None:
+    """Each flusher script, re-sent after the server ran it: one dead letter (not two), the
+    backlog written once and emptied, the replayed value back in cache and database."""
+    rig = Resend(standalone_server, repo, max_attempts=1)
+    try:
+        repo.refuse = {2}
+        await rig.direct.write({"id": 1, "name": "one", "seq": 1})
+        await rig.direct.write({"id": 2, "name": "two", "seq": 1})
+        await rig.direct.replay_dead_letters()  # loads the scripts on the server
+        await rig.slow.replay_dead_letters()
+        rig.hold_reply(name)
+        if name != "wb_replay":
+            await rig.slow.flush()
+        else:
+            await rig.direct.flush()
+        assert await rig.direct.dead_letters() == 1
+        repo.refuse = set()
+        if name == "wb_replay":
+            await rig.slow.replay_dead_letters()
+        else:
+            assert await rig.direct.replay_dead_letters() == 1
+        assert rig.proxy.delayed.is_set(), "the reply was not held back: nothing was re-sent"
+        assert await rig.direct.dead_letters() == 0
+        assert await rig.direct.backlog() == 1
+        assert (await rig.direct.get(2))["name"] == "two"
+        assert await rig.direct.flush() == 1
+        rows = await repo.rows()
+        assert (rows[1]["name"], rows[2]["name"]) == ("one", "two")
+        assert await rig.direct.backlog() == 0
+        stream = rig.direct.layout.stream(0)
+        assert (await rig.direct_client.xpending(stream, GROUP))["pending"] == 0
+    finally:
+        await rig.aclose()

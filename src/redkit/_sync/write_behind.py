@@ -50,12 +50,14 @@ from redkit._core.keys import KeyId, KeySpace, StreamLayout, id_text
 from redkit._core.ttl import non_negative, seconds_to_ms
 from redkit._core.write_behind import (
     DEFAULT_SHARDS,
+    RESEND_WINDOW_MS,
     TOKEN_SIZE,
     WriteBehindStats,
     frame,
+    new_op_id,
     unframe,
 )
-from redkit._scripts import script
+from redkit._scripts import LuaScript, script
 from redkit.errors import (
     BackendRejected,
     BackpressureError,
@@ -68,6 +70,7 @@ from redkit.errors import (
 logger = logging.getLogger("redkit.write_behind")
 
 _WRITE = script("wb_write")
+_UPDATE = script("wb_update")
 _COMPARE_AND_DELETE = script("compare_and_delete")
 
 MAX_BATCH_SIZE = 10_000
@@ -256,33 +259,108 @@ class WriteBehind(Closeable):
                 f"the entity has no id field {self.id_field!r} (keys: {sorted(map(str, entity))})"
             ) from None
         text = id if type(id) is str and id else id_text(id)
-        stream, entry = self.layout.locate(text)
+        keys = self.layout.write_keys(text)
+        entry = keys[1]
         payload = frame(self.codec.encode(entity, key=entry))
         if not self._layout_checked:
             self._check_layout()
         if self._background and not self.flusher.running:
             self._start()
-        keys = [stream, entry]
-        args = [text, payload, self._shard_limit]
+        args = [text, payload, self._shard_limit, RESEND_WINDOW_MS]
         sid = self.store.write(_WRITE, keys, args, entries=[entry])
         if sid == 0:
-            self._wait_for_room(keys, args, entry)
+            self._wait_for_room(_WRITE, keys, args)
+        self._written()
+
+    def _written(self) -> None:
         self.events.emit(Event.WRITE)
         self._unwoken += 1
         if self._unwoken >= self.batch_size:
             self._unwoken = 0
             self.flusher.wake()
 
-    def _wait_for_room(self, keys: list[str], args: list[Any], entry: str) -> None:
-        """Retry a refused write until its shard has room or ``backpressure_timeout`` ends."""
+    def incr(self, id: KeyId, field: str, by: int | float = 1) -> int | float:
+        """Add ``by`` to the number in ``field`` of entity ``id``, atomically; the new number.
+
+        See :meth:`update` (this is ``update(id, {field: by})[field]``).
+        """
+        entity = self.update(id, {field: by})
+        return entity[field]  # type: ignore[no-any-return]
+
+    def update(self, id: KeyId, deltas: Mapping[str, int | float]) -> Entity:
+        """Add numbers to fields of entity ``id``, atomically on the server; the entity after.
+
+        Concurrent updates (and writes) of one id never lose each other: each is applied to
+        the newest value in one script (``wb_update.lua``), which caches the result and
+        queues it for the repository like a write. A missing or null field counts as 0;
+        integers stay integers (up to 2**53), a float makes a float. Without a cached value
+        the repository's is the start (or, for an id it does not have, ``{id_field: id}``).
+        A re-sent update (redis-py retries after a timeout) is applied once.
+
+        Needs ``serializer="json"`` without compression (ConfigurationError otherwise);
+        InvalidArgument for a delta that is not a finite int or float, for the id or version
+        field, or for a field whose value is not a number. BackpressureError as ``write``.
+        """
+        if self.codec.serializer.name != "json" or self.codec.compress_threshold is not None:
+            raise ConfigurationError(
+                "update() and incr() need serializer='json' without compress_threshold "
+                "(the server adds the numbers into the cached JSON)"
+            )
+        if not isinstance(deltas, Mapping) or not deltas:
+            raise InvalidArgument(f"deltas must be a non-empty mapping, got {deltas!r}")
+        pairs: list[Any] = []
+        for field, delta in deltas.items():
+            if not isinstance(field, str) or not field:
+                raise InvalidArgument(f"a field name must be a non-empty str, got {field!r}")
+            if field in (self.id_field, self.version_field):
+                raise InvalidArgument(f"field {field!r} cannot be updated")
+            if type(delta) is int:
+                pairs += [field, str(delta)]
+            elif type(delta) is float and math.isfinite(delta):
+                pairs += [field, repr(delta)]
+            else:
+                raise InvalidArgument(
+                    f"the delta of {field!r} must be a finite int or float, got {delta!r}"
+                )
+        text = id_text(id)
+        keys = self.layout.write_keys(text)
+        entry = keys[1]
+        if not self._layout_checked:
+            self._check_layout()
+        if self._background and not self.flusher.running:
+            self._start()
+        args = [text, new_op_id(), self._shard_limit, RESEND_WINDOW_MS, b"", *pairs]
+        status, data = self.store.write(_UPDATE, keys, args, entries=[entry])
+        if status == -1:
+            args[4] = self.codec.encode(self._base(id), key=entry)
+            status, data = self.store.write(_UPDATE, keys, args, entries=[entry])
+        if status == 0:
+            status, data = self._wait_for_room(_UPDATE, keys, args)
+        if status == -2:
+            raise InvalidArgument(f"cannot update id {id!r}: {data.decode(errors='replace')}")
+        self._written()
+        payload = unframe(data)
+        if payload is None:
+            raise CorruptEntry("the updated entry holds no value", entry)
+        return self.codec.decode(payload, entry)  # type: ignore[no-any-return]
+
+    def _base(self, id: KeyId) -> Entity:
+        """What an update starts from when nothing is cached: the repository's value."""
+        entity = self._from_repository(id)
+        return {self.id_field: id} if entity is None else dict(entity)
+
+    def _wait_for_room(self, script: LuaScript, keys: list[str], args: list[Any]) -> Any:
+        """Retry a refused write until its shard has room or ``backpressure_timeout`` ends;
+        the script's reply once taken."""
         deadline = self.clock.monotonic() + self.backpressure_timeout
         delay = _FIRST_WAIT
         while self.clock.monotonic() < deadline:
             self.flusher.wake()
             sleep(min(delay, max(0.0, deadline - self.clock.monotonic())))
             delay = min(delay * 2, _MAX_WAIT)
-            if self.store.write(_WRITE, keys, args, entries=[entry]) != 0:
-                return
+            reply = self.store.write(script, keys, args, entries=[keys[1]])
+            if reply != 0 and not (isinstance(reply, list) and reply[0] == 0):
+                return reply
         self.events.emit(Event.BACKPRESSURE)
         raise BackpressureError(
             f"write-behind {self.layout.prefix!r}: the backlog of stream {keys[0]} is full "
