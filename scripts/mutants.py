@@ -433,8 +433,8 @@ MUTANTS += [
     Mutant(
         "write-behind: a re-sent write is applied again",
         "src/redkit/lua/wb_write.lua",
-        "if tonumber(mine[1]) == gen and mine[2] then",
-        "if false then",
+        "local done = redis.call('HGET', KEYS[3], token)",
+        "local done = false",
         _WB_RESEND,
     ),
     Mutant(

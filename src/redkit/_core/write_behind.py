@@ -42,7 +42,9 @@ TOKEN_SIZE = 8
 #: How long the server remembers a write's token (an update's op id), at least, so that a
 #: re-send of it is not applied twice: redis-py re-sends a command whose reply timed out
 #: (connect()'s defaults: 5 s timeout, 3 retries, backoff up to 2 s, about 21 s in all).
-#: Each write costs its shard a hash field (about 60 bytes) for one to two windows.
+#: Writers name a shard's op-memory hash after their time window (this long), and each hash
+#: lives this long after its last record, so each write costs a hash field (about 60
+#: bytes) for one to two windows.
 RESEND_WINDOW_MS = 60_000
 
 

@@ -259,7 +259,7 @@ class WriteBehind(Closeable):
                 f"the entity has no id field {self.id_field!r} (keys: {sorted(map(str, entity))})"
             ) from None
         text = id if type(id) is str and id else id_text(id)
-        keys = self.layout.write_keys(text)
+        keys = self.layout.write_keys(text, self._window())
         entry = keys[1]
         payload = frame(self.codec.encode(entity, key=entry))
         if not self._layout_checked:
@@ -271,6 +271,11 @@ class WriteBehind(Closeable):
         if sid == 0:
             self._wait_for_room(_WRITE, keys, args)
         self._written()
+
+    def _window(self) -> int:
+        """This writer's time window, which names its op memory (any clock will do: a re-send
+        carries the keys of the first send)."""
+        return int(self.clock.monotonic() * 1000) // RESEND_WINDOW_MS
 
     def _written(self) -> None:
         self.events.emit(Event.WRITE)
@@ -323,7 +328,7 @@ class WriteBehind(Closeable):
                     f"the delta of {field!r} must be a finite int or float, got {delta!r}"
                 )
         text = id_text(id)
-        keys = self.layout.write_keys(text)
+        keys = self.layout.write_keys(text, self._window())
         entry = keys[1]
         if not self._layout_checked:
             self._check_layout()

@@ -12,28 +12,18 @@
 -- update whose op id is remembered is not applied twice (its reply: the current value).
 -- KEYS[1]  the shard's stream
 -- KEYS[2]  the entity's cache entry (same hash tag: the shard's)
--- KEYS[3]  the shard's op memory for even windows (same hash tag)
--- KEYS[4]  the shard's op memory for odd windows (same hash tag)
+-- KEYS[3]  the shard's op memory of the writer's time window (same hash tag)
 -- ARGV[1]  the entity id (text)
 -- ARGV[2]  the op id: 8 random bytes, also the token of the write this update makes
 -- ARGV[3]  the shard's backlog limit (unflushed entries); 0 for none
--- ARGV[4]  the op-memory window, milliseconds (> 0)
+-- ARGV[4]  how long the op memory lives after its last record, milliseconds (> 0)
 -- ARGV[5]  the encoded entity to start from when the entry holds none; "" to ask for it
 -- ARGV[6..] pairs: a top-level field name, the number to add (decimal text)
 -- Returns  {stream id, the new write's bytes} when applied (a re-sent update: {its stream id,
 --          the entry's bytes now}); {0, ""} when the backlog is full; {-1, ""} when the
 --          entry holds no value and ARGV[5] is ""; {-2, why} when the value cannot be updated.
 local token = ARGV[2]
-local t = redis.call('TIME')
-local window = tonumber(ARGV[4])
-local gen = math.floor((tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)) / window)
-local cur, prev = KEYS[3 + gen % 2], KEYS[4 - gen % 2]
-local mine = redis.call('HMGET', cur, 'g', token)
-local done = tonumber(mine[1]) == gen and mine[2]
-if not done then
-  local old = redis.call('HMGET', prev, 'g', token)
-  done = tonumber(old[1]) == gen - 1 and old[2]
-end
+local done = redis.call('HGET', KEYS[3], token)
 if done then
   return {done, redis.call('GET', KEYS[2]) or ''}
 end
@@ -183,9 +173,6 @@ end
 local write = token .. '\0' .. json
 local sid = redis.call('XADD', KEYS[1], '*', 'i', ARGV[1], 'd', write)
 redis.call('SET', KEYS[2], write)
-if mine[1] and tonumber(mine[1]) ~= gen then
-  redis.call('UNLINK', cur)
-end
-redis.call('HSET', cur, 'g', gen, token, sid)
-redis.call('PEXPIRE', cur, 2 * window)
+redis.call('HSET', KEYS[3], token, sid)
+redis.call('PEXPIRE', KEYS[3], ARGV[4])
 return {sid, write}
