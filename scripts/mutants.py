@@ -452,6 +452,13 @@ MUTANTS += [
         _WB_RESEND,
     ),
     Mutant(
+        "write-behind: a re-sent replay reports nothing replayed",
+        "src/redkit/lua/wb_replay.lua",
+        "local done = redis.call('HGET', KEYS[4], ARGV[2])",
+        "local done = false",
+        _WB_RESEND,
+    ),
+    Mutant(
         "write-behind: an increment is read and written back (not atomic)",
         "src/redkit/_async/write_behind.py",
         "        entity = await self.update(id, {field: by})\n        return entity[field]",

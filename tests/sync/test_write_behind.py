@@ -858,7 +858,7 @@ def test_re_sent_flusher_scripts_act_once(
         assert rig.direct.dead_letters() == 1
         repo.refuse = set()
         if name == "wb_replay":
-            rig.slow.replay_dead_letters()
+            assert rig.slow.replay_dead_letters() == 1, "the re-send says what was done"
         else:
             assert rig.direct.replay_dead_letters() == 1
         assert rig.proxy.delayed.is_set(), "the reply was not held back: nothing was re-sent"

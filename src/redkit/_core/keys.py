@@ -262,6 +262,10 @@ class StreamLayout:
         base = self._bases[shard]
         return [self._streams[shard], f"{base}e:{text}", f"{base}ops:{window}"]
 
+    def ops(self, shard: int, window: int) -> str:
+        """Shard ``shard``'s op memory of time window ``window``."""
+        return f"{self._bases[shard]}ops:{window}"
+
     def dead(self, shard: int) -> str:
         return f"{self._bases[shard]}dead"
 

@@ -66,10 +66,12 @@ from redkit._core.events import Events
 from redkit._core.keys import StreamLayout
 from redkit._core.write_behind import (
     GROUP,
+    RESEND_WINDOW_MS,
     TOKEN_SIZE,
     Batch,
     Pending,
     coalesce,
+    new_op_id,
     owner,
     unframe,
     version_of,
@@ -281,6 +283,7 @@ class Flusher:
         """
         replayed = superseded = 0
         layout = self.layout
+        window = int(self.clock.monotonic() * 1000) // RESEND_WINDOW_MS
         for shard in range(layout.shards):
             dead, stream = layout.dead(shard), layout.stream(shard)
             while True:
@@ -289,8 +292,9 @@ class Flusher:
                     break
                 for sid, fields in page:
                     text = (fields.get(b"i") or b"").decode(errors="replace")
-                    entry = layout.entry(shard, text)
-                    outcome = self.store.run(_REPLAY, [stream, dead, entry], [sid])
+                    keys = [stream, dead, layout.entry(shard, text), layout.ops(shard, window)]
+                    args = [sid, new_op_id(), RESEND_WINDOW_MS]
+                    outcome = self.store.run(_REPLAY, keys, args)
                     if outcome == 1:
                         replayed += 1
                     elif outcome == 0:
