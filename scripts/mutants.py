@@ -384,9 +384,11 @@ _WB_RESEND = (
     "tests/async_/test_write_behind.py::test_a_re_sent_write_does_not_pass_a_newer_write",
     "tests/async_/test_write_behind.py::test_a_re_sent_increment_counts_once",
     "tests/async_/test_write_behind.py::test_re_sent_flusher_scripts_act_once",
+    "tests/async_/test_write_behind.py::test_a_re_sent_attempt_counts_once",
     "tests/sync/test_write_behind.py::test_a_re_sent_write_does_not_pass_a_newer_write",
     "tests/sync/test_write_behind.py::test_a_re_sent_increment_counts_once",
     "tests/sync/test_write_behind.py::test_re_sent_flusher_scripts_act_once",
+    "tests/sync/test_write_behind.py::test_a_re_sent_attempt_counts_once",
 )
 _WB_OOM = (
     "tests/async_/test_write_behind.py::"
@@ -455,6 +457,13 @@ MUTANTS += [
         "write-behind: a re-sent replay reports nothing replayed",
         "src/redkit/lua/wb_replay.lua",
         "local done = redis.call('HGET', KEYS[4], ARGV[2])",
+        "local done = false",
+        _WB_RESEND,
+    ),
+    Mutant(
+        "write-behind: a re-sent failed attempt counts twice",
+        "src/redkit/lua/wb_attempt.lua",
+        "local done = redis.call('HGET', KEYS[2], ARGV[2])",
         "local done = false",
         _WB_RESEND,
     ),

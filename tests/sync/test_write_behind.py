@@ -873,3 +873,18 @@ def test_re_sent_flusher_scripts_act_once(
         assert (rig.direct_client.xpending(stream, GROUP))["pending"] == 0
     finally:
         rig.close()
+
+
+def test_a_re_sent_attempt_counts_once(standalone_server: Any, repo: Repo) -> None:
+    rig = Resend(standalone_server, repo, max_attempts=2)
+    try:
+        repo.refuse = {2}
+        rig.direct.write({"id": 2, "name": "two", "seq": 1})
+        rig.hold_reply("wb_attempt")
+        assert rig.slow.flush() == 0
+        assert rig.proxy.delayed.is_set(), "the reply was not held back: nothing was re-sent"
+        counts = rig.direct_client.hvals(rig.direct.layout.attempts(0))
+        assert counts == [b"1"], "one refusal was counted twice"
+        assert rig.direct.dead_letters() == 0
+    finally:
+        rig.close()

@@ -86,6 +86,7 @@ _MEMBERS = script("wb_members")
 _ACK = script("wb_ack")
 _DEAD = script("wb_dead")
 _REPLAY = script("wb_replay")
+_ATTEMPT = script("wb_attempt")
 _RELEASE = script("compare_and_delete")
 
 #: Longest error text kept with a dead letter.
@@ -592,8 +593,15 @@ class Flusher:
         if len(items) == 1:
             pending = items[0][0]
             # Counted in Redis: the count survives this flusher (and a shard changing hands).
-            counts = self.layout.attempts(shard.index)
-            pending.attempts = int(self.store.call("HINCRBY", counts, pending.sids[-1], 1))
+            layout, index = self.layout, shard.index
+            window = int(self.clock.monotonic() * 1000) // RESEND_WINDOW_MS
+            pending.attempts = int(
+                self.store.run(
+                    _ATTEMPT,
+                    [layout.attempts(index), layout.ops(index, window)],
+                    [pending.sids[-1], new_op_id(), RESEND_WINDOW_MS],
+                )
+            )
             pending.error = _describe(exc)
             logger.warning(
                 "write-behind %r: id %r refused by the repository (attempt %d of %d): %s",
