@@ -19,6 +19,17 @@ Backpressure
     up to ``backpressure_timeout`` seconds for room), and no unflushed entry is ever trimmed
     to make room.
 
+Updates
+    ``update``/``incr`` add numbers to fields in one script (``wb_update.lua``) that patches
+    the cached JSON on the server and appends the result to the stream like a write, so
+    concurrent increments are never lost.
+
+Re-sends
+    redis-py re-sends a script whose reply timed out, though the server ran it. Each write
+    and update carries a random op id (a write's token) that the server remembers for a
+    while (``RESEND_WINDOW_MS``) in the shard's op memory: a re-sent one is not applied
+    again (see ``wb_write.lua``).
+
 Reads
     ``get`` returns the newest written value: the cache entry holds it (the write's bytes: a
     random token, then the encoded entity), and keeps no TTL until it is flushed (then

@@ -37,6 +37,13 @@ Failures
     dropped). Until then its shard waits for it (so no later write
     of its id can pass it); other shards go on.
 
+A full Redis
+    The flusher is what frees memory when the backlog has filled Redis (``maxmemory`` with
+    ``noeviction``), so nothing it does before draining needs free memory: registering and
+    taking leases (which creates a missing consumer group) run in ``allow-oom`` scripts that
+    write a few bytes, reading (XREADGROUP, XAUTOCLAIM) and acknowledging (XACK, XDEL) are
+    allowed out of memory, and the shard-count check only reads when the count is recorded.
+
 Acknowledgement
     Only after ``upsert_many`` returned (the database committed): the entries are
     acknowledged and deleted from the stream in one script (``wb_ack.lua``), which also gives
