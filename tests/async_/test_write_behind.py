@@ -887,3 +887,46 @@ async def test_a_re_sent_attempt_counts_once(standalone_server: Any, repo: Repo)
         assert await rig.direct.dead_letters() == 0
     finally:
         await rig.aclose()
+
+
+def _random_json(rng: Any, depth: int = 0) -> Any:
+    kind = rng.randrange(8 if depth < 3 else 5)
+    if kind == 0:
+        return rng.randint(-(2**62), 2**62)
+    if kind == 1:
+        return rng.uniform(-1e6, 1e6) * 10 ** rng.randint(-12, 12)
+    if kind == 2:
+        return "".join(rng.choice('ab"\\{}[],: é\n\t/') for _ in range(rng.randrange(8)))
+    if kind == 3:
+        return rng.choice([None, True, False])
+    if kind == 4:
+        return rng.randint(-1000, 1000)
+    if kind == 5:
+        return [_random_json(rng, depth + 1) for _ in range(rng.randrange(4))]
+    return _random_object(rng, depth + 1)
+
+
+def _random_object(rng: Any, depth: int) -> dict[str, Any]:
+    keys = ("".join(rng.choice('ab"\\{}:, ') for _ in range(rng.randrange(1, 4))) for _ in "...")
+    return {key: _random_json(rng, depth) for key in keys}
+
+
+async def test_updates_of_random_entities_change_exactly_their_numbers(
+    client: Any, repo: Repo
+) -> None:
+    import random
+
+    rng = random.Random(20261202)
+    wb = behind(client, repo)
+    for id in range(150):
+        entity = {"id": id, **_random_object(rng, 1)} if rng.random() < 0.9 else {"id": id}
+        await wb.write(entity)
+        numbers = [k for k, v in entity.items() if type(v) in (int, float) and k != "id"]
+        numbers = [k for k in numbers if abs(entity[k]) < 2**53]
+        field = rng.choice([*numbers, "new field", '"quoted\\'])
+        by: int | float = rng.choice([1, -7, 0.25, 1e-3])
+        expected = dict(entity)
+        expected[field] = (expected.get(field) or 0) + by
+        assert await wb.update(id, {field: by}) == expected, entity
+        assert await wb.get(id) == expected
+    await wb.aclose()
