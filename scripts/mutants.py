@@ -161,8 +161,8 @@ MUTANTS = [
     Mutant(
         "write-behind: replay ignores newer writes",
         "src/redkit/lua/wb_replay.lua",
-        "~= string.sub(fields['d'], 1, 8) then",
-        "== nil then",
+        "if redis.call('GETRANGE', KEYS[3], 0, 7) == string.sub(fields['d'], 1, 8) then",
+        "if true then",
         ("tests/async_/test_write_behind.py", "tests/sync/test_write_behind.py"),
     ),
 ]
