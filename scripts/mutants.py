@@ -161,8 +161,8 @@ MUTANTS = [
     Mutant(
         "write-behind: replay ignores newer writes",
         "src/redkit/lua/wb_replay.lua",
-        "~= string.sub(fields['d'], 1, 8) then",
-        "== nil then",
+        "if redis.call('GETRANGE', KEYS[3], 0, 7) == string.sub(fields['d'], 1, 8) then",
+        "if true then",
         ("tests/async_/test_write_behind.py", "tests/sync/test_write_behind.py"),
     ),
 ]
@@ -664,6 +664,120 @@ MUTANTS += [
 ]
 
 _PLAIN_SET = ROOT / "src/redkit/lua/plain_set.lua"
+
+# Write-behind (h/wb): dead letters, start-up under OOM, re-sends, the lease check.
+_WB_RESEND = (
+    "tests/async_/test_write_behind.py::test_a_re_sent_write_does_not_pass_a_newer_write",
+    "tests/async_/test_write_behind.py::test_a_re_sent_increment_counts_once",
+    "tests/async_/test_write_behind.py::test_re_sent_flusher_scripts_act_once",
+    "tests/async_/test_write_behind.py::test_a_re_sent_attempt_counts_once",
+    "tests/sync/test_write_behind.py::test_a_re_sent_write_does_not_pass_a_newer_write",
+    "tests/sync/test_write_behind.py::test_a_re_sent_increment_counts_once",
+    "tests/sync/test_write_behind.py::test_re_sent_flusher_scripts_act_once",
+    "tests/sync/test_write_behind.py::test_a_re_sent_attempt_counts_once",
+)
+_WB_OOM = (
+    "tests/async_/test_write_behind.py::"
+    "test_a_flusher_starts_and_drains_when_the_backlog_has_filled_redis",
+    "tests/sync/test_write_behind.py::"
+    "test_a_flusher_starts_and_drains_when_the_backlog_has_filled_redis",
+)
+MUTANTS += [
+    Mutant(
+        "write-behind: a dead letter keeps serving the refused value",
+        "src/redkit/lua/wb_dead.lua",
+        "  redis.call('SET', KEYS[4], token)",
+        "  redis.call('GET', KEYS[4])",
+        ("tests/async_/test_write_behind.py", "tests/sync/test_write_behind.py"),
+    ),
+    Mutant(
+        "write-behind: a replay leaves the cache entry cut",
+        "src/redkit/lua/wb_replay.lua",
+        "redis.call('SET', KEYS[3], fields['d'])",
+        "redis.call('GET', KEYS[3])",
+        ("tests/async_/test_write_behind.py", "tests/sync/test_write_behind.py"),
+    ),
+    Mutant(
+        "write-behind: the lease needs free memory",
+        "src/redkit/lua/wb_lease.lua",
+        "#!lua flags=allow-oom\n",
+        "",
+        _WB_OOM,
+    ),
+    Mutant(
+        "write-behind: registering needs free memory",
+        "src/redkit/lua/wb_members.lua",
+        "#!lua flags=allow-oom\n",
+        "",
+        _WB_OOM,
+    ),
+    Mutant(
+        "write-behind: the layout check needs free memory",
+        "src/redkit/_async/write_behind.py",
+        "            except BackendRejected:",
+        "            except ZeroDivisionError:",
+        _WB_OOM,
+    ),
+    Mutant(
+        "write-behind: a re-sent write is applied again",
+        "src/redkit/lua/wb_write.lua",
+        "local done = redis.call('HGET', KEYS[3], token)",
+        "local done = false",
+        _WB_RESEND,
+    ),
+    Mutant(
+        "write-behind: a re-sent increment is applied again",
+        "src/redkit/lua/wb_update.lua",
+        "if done then",
+        "if false then",
+        _WB_RESEND,
+    ),
+    Mutant(
+        "write-behind: a re-sent dead letter is moved again",
+        "src/redkit/lua/wb_dead.lua",
+        "if #redis.call('XRANGE', KEYS[1], last, last) == 0 then",
+        "if false then",
+        _WB_RESEND,
+    ),
+    Mutant(
+        "write-behind: a re-sent replay reports nothing replayed",
+        "src/redkit/lua/wb_replay.lua",
+        "local done = redis.call('HGET', KEYS[4], ARGV[2])",
+        "local done = false",
+        _WB_RESEND,
+    ),
+    Mutant(
+        "write-behind: a re-sent failed attempt counts twice",
+        "src/redkit/lua/wb_attempt.lua",
+        "local done = redis.call('HGET', KEYS[2], ARGV[2])",
+        "local done = false",
+        _WB_RESEND,
+    ),
+    Mutant(
+        "write-behind: an increment is read and written back (not atomic)",
+        "src/redkit/_async/write_behind.py",
+        "        entity = await self.update(id, {field: by})\n        return entity[field]",
+        "        entity = dict(await self.get(id) or {self.id_field: id})\n"
+        "        entity[field] = entity.get(field, 0) + by\n"
+        "        await self.write(entity)\n        return entity[field]",
+        (
+            "tests/async_/test_write_behind.py::test_concurrent_increments_are_never_lost",
+            "tests/sync/test_write_behind.py::test_concurrent_increments_are_never_lost",
+        ),
+    ),
+    Mutant(
+        "write-behind: a held batch is written without checking the lease",
+        "src/redkit/_async/write_behind_flusher.py",
+        "        if self.clock.monotonic() >= shard.valid_until:",
+        "        if False:",
+        (
+            "tests/async_/test_write_behind.py::"
+            "test_a_flusher_whose_lease_was_taken_over_does_not_write_its_held_batch",
+            "tests/sync/test_write_behind.py::"
+            "test_a_flusher_whose_lease_was_taken_over_does_not_write_its_held_batch",
+        ),
+    ),
+]
 
 
 def run(mutant: Mutant) -> bool:

@@ -14,6 +14,8 @@ import pytest
 
 import redkit
 from redkit.cli import main
+from redkit.errors import BackendRejected
+from tests.memory_limit import capped_memory
 
 ROOT = Path(__file__).resolve().parent.parent
 SCHEMA = "CREATE TABLE users (id INTEGER PRIMARY KEY, email TEXT UNIQUE, seq INTEGER)"
@@ -104,6 +106,56 @@ def test_the_worker_flushes_dead_letters_replay_and_sigterm_drains(
         if process.poll() is None:
             process.kill()
             process.wait()
+
+
+def test_the_worker_starts_and_drains_when_the_backlog_has_filled_redis(
+    redis_url: str, tmp_path: Path
+) -> None:
+    """Redis is full (maxmemory, noeviction) of unflushed writes: a worker started now must
+    come up and drain them (it is what frees memory); then writes are taken again."""
+    db = tmp_path / "app.db"
+    with sqlite3.connect(db) as conn:
+        conn.execute(SCHEMA)
+    client = redkit.connect(redis_url)
+    writer = redkit.WriteBehind(
+        client, "cliwb", NoRepository(), flusher=False, max_backlog=None, shards=4
+    )
+    process = None
+    try:
+        with capped_memory(redis_url):
+            taken, refused, id = [], set(), 0
+            while len(refused) < 4:
+                assert id < 200_000, "Redis never ran out of memory"
+                try:
+                    writer.write({"id": id, "email": f"{id}@{'x' * 1000}", "seq": 1})
+                except BackendRejected:
+                    refused.add(writer.layout.shard_of(str(id)))
+                else:
+                    taken.append(id)
+                id += 1
+            process = subprocess.Popen(
+                [sys.executable, "-m", "redkit.cli", *worker_args(redis_url, db), "--shards", "4"],
+                cwd=ROOT,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+            )
+            assert process.stdout is not None
+            assert "flushing 'cliwb'" in process.stdout.readline()
+            wait_for(lambda: len(rows(db)) == len(taken), timeout=60)
+            assert sorted(rows(db)) == taken
+            wait_for(lambda: writer.backlog() == 0)
+            writer.write({"id": -1, "email": "after@example.com", "seq": 1})
+            wait_for(lambda: -1 in rows(db))
+            process.send_signal(signal.SIGTERM)
+            output, _ = process.communicate(timeout=30)
+            assert process.returncode == 0, output
+    finally:
+        if process is not None and process.poll() is None:
+            process.kill()
+            process.wait()
+        writer.close()
+        client.close()
 
 
 def test_a_missing_table_is_a_usage_error(

@@ -84,6 +84,8 @@ def test_every_script_has_a_contract_header() -> None:
     assert len(scripts) >= 5
     for script in scripts:
         lines = script.source.splitlines()
+        if lines[0].startswith("#!lua"):  # flags (e.g. allow-oom) must come first
+            lines = lines[1:]
         header = "\n".join(line for line in lines if line.startswith("--"))
         body = "\n".join(line for line in lines if not line.startswith("--"))
         assert lines[0].startswith(f"-- {script.name}:"), script.name

@@ -53,6 +53,8 @@ def test_an_entry_shares_its_streams_slot(text: str) -> None:
     for key in (layout.entry(shard, text), layout.dead(shard), layout.lease(shard)):
         assert key_slot(key.encode()) == slot
     assert key_slot(layout.attempts(shard).encode()) == slot
+    for key in layout.write_keys(text, 12345):
+        assert key_slot(key.encode()) == slot
     assert layout.shard_of(text) == shard, "the shard of an id never changes"
 
 

@@ -8,6 +8,9 @@ SIGKILL cannot leave half a line, and a line is only there if ``write`` returned
 
 ``flusher URL FACE DB``: a background flusher into the SQLite file DB, for ever.
 
+``incr URL FACE COUNT``: ``COUNT`` increments of ``seq`` of id 0 of prefix ``counter``, then
+exits (the atomic-update test runs several at once).
+
 Both print ``ready`` once they run; the test kills them with SIGKILL.
 """
 
@@ -29,7 +32,9 @@ COUNTER = "crash-seq"
 OPTIONS: dict[str, Any] = {
     "batch_size": 10,
     "flush_interval": 0.01,
-    "claim_after": 0.4,
+    # Generous: a live flusher starved on a loaded machine must not lose its lease mid-commit
+    # (without a version column an older value could then win); dead ones lapse after it.
+    "claim_after": 2.0,
 }
 
 
@@ -113,6 +118,43 @@ async def flush_async(url: str, db: str) -> None:
         await asyncio.sleep(3600)
 
 
+def incr_sync(url: str, count: int) -> None:
+    import redkit
+
+    client = redkit.connect(url)
+    wb = redkit.WriteBehind(client, "counter", _NoRows(), flusher=False)
+    for _ in range(count):
+        wb.incr(0, "seq")
+    wb.close()
+    client.close()
+
+
+async def incr_async(url: str, count: int) -> None:
+    import redkit.asyncio
+
+    client = redkit.asyncio.connect(url)
+    wb = redkit.asyncio.WriteBehind(client, "counter", _NoRowsAsync(), flusher=False)
+    for _ in range(count):
+        await wb.incr(0, "seq")
+    await wb.aclose()
+    await client.aclose()
+
+
+class _NoRows:
+    """A repository without rows: the counter starts from nothing."""
+
+    def find_by_id(self, id: Any) -> None:
+        return None
+
+    def upsert_many(self, entities: Any) -> int:
+        raise AssertionError("the incrementer does not flush")
+
+
+class _NoRowsAsync(_NoRows):
+    async def find_by_id(self, id: Any) -> None:  # type: ignore[override]
+        return None
+
+
 class _NoRepository:
     """The producer never flushes nor reads."""
 
@@ -125,7 +167,12 @@ class _NoRepository:
 
 def main(argv: list[str]) -> None:
     role, url, face, path = argv
-    if role == "producer":
+    if role == "incr":
+        if face == "async":
+            asyncio.run(incr_async(url, int(path)))
+        else:
+            incr_sync(url, int(path))
+    elif role == "producer":
         if face == "async":
             asyncio.run(produce_async(url, path))
         else:

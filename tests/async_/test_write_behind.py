@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -15,10 +16,20 @@ from sqlalchemy.schema import CreateTable
 
 from redkit import Backoff
 from redkit._core.write_behind import GROUP
-from redkit.asyncio import WriteBehind
-from redkit.errors import BackpressureError, ConfigurationError, RepositoryError
+from redkit._scripts import script
+from redkit.asyncio import WriteBehind, connect
+from redkit.errors import (
+    BackendRejected,
+    BackpressureError,
+    ConfigurationError,
+    InvalidArgument,
+    RepositoryError,
+)
 from redkit.integrations.sqlalchemy import AsyncSQLAlchemyRepository
-from tests._acompat import Event, pause, start
+from tests._acompat import Event, pause, run_concurrently, start
+from tests.memory_limit import capped_memory
+from tests.netproxy import Proxy
+from tests.servers import flush_all
 
 metadata = sa.MetaData()
 users = sa.Table(
@@ -302,7 +313,7 @@ async def _refused_once(wb: WriteBehind) -> bool:
 async def test_a_dead_flushers_pending_entries_are_claimed_in_order(
     client: Any, repo: Repo
 ) -> None:
-    wb = behind(client, repo, shards=1, claim_after=0.2)
+    wb = behind(client, repo, shards=1, claim_after=30)
     stream, lease = wb.layout.stream(0), wb.layout.lease(0)
     await client.xgroup_create(stream, GROUP, id="0", mkstream=True)
     for id in range(10):
@@ -310,17 +321,13 @@ async def test_a_dead_flushers_pending_entries_are_claimed_in_order(
     # A flusher that read them (they are pending for it) and died holding its lease.
     read = await client.xreadgroup(GROUP, "dead-flusher", {stream: ">"}, count=100)
     assert len(read[0][1]) == 10
-    await client.set(lease, "dead-flusher", px=200)
+    await client.set(lease, "dead-flusher", px=60_000)
     for id in range(5):
         await wb.write({"id": id, "name": "new", "seq": 2})
 
     assert await wb.flush() == 0, "the lease is still the dead flusher's"
     assert await repo.rows() == {}
-
-    async def lease_lapsed() -> bool:
-        return not await client.exists(lease)
-
-    await eventually(lease_lapsed)
+    await client.delete(lease)  # it lapses
     assert await wb.flush() == 15
     assert wb.stats.claimed == 10
     rows = await repo.rows()
@@ -338,18 +345,27 @@ async def test_a_live_flusher_keeps_its_shards_during_a_slow_commit(
     client: Any, repo: Repo
 ) -> None:
     """Without leases (or without the heartbeat), B would write id 1's newer value while A
-    still commits the older one, and A's late commit would overwrite it."""
-    a = behind(client, repo, shards=1, claim_after=0.15, flusher=True, flush_interval=0.01)
-    b = behind(client, repo, shards=1, claim_after=0.15)
+    still commits the older one, and A's late commit would overwrite it.
+
+    The lease is generous (3 s, renewed every second) so that a loaded machine does not lose
+    it; the test watches the heartbeat push its expiry back twice while A commits."""
+    a = behind(client, repo, shards=1, claim_after=3.0, flusher=True, flush_interval=0.01)
+    b = behind(client, repo, shards=1, claim_after=3.0)
+    lease = a.layout.lease(0)
     repo.gate = True
     await a.write({"id": 1, "name": "older", "seq": 1})
     await repo.entered.wait()
     await b.write({"id": 1, "name": "newer", "seq": 2})
-    started = time.monotonic()
-    while time.monotonic() - started < 0.5:  # over three lease times: the heartbeat renews
-        assert await b.flush() == 0
+    renewals, last = 0, await client.pttl(lease)
+    deadline = time.monotonic() + 30
+    while renewals < 2:
+        assert time.monotonic() < deadline, "the heartbeat did not renew the lease"
+        assert await b.flush() == 0, "B took the shard while A commits"
+        assert await client.get(lease) == a.flusher.token.encode()
+        ttl = await client.pttl(lease)
+        renewals += ttl > last
+        last = ttl
         await pause(0.02)
-    assert await client.get(a.layout.lease(0)) == a.flusher.token.encode()
     repo.release.set()
 
     async def newest_written() -> bool:
@@ -357,6 +373,62 @@ async def test_a_live_flusher_keeps_its_shards_during_a_slow_commit(
 
     await eventually(newest_written)
     assert [row for batch in repo.upserts for row in batch] == [1, 1]
+    await a.aclose()
+    await b.aclose()
+
+
+class ManualClock:
+    """A clock the test moves by hand."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def monotonic(self) -> float:
+        return self.now
+
+
+async def test_a_flusher_whose_lease_was_taken_over_does_not_write_its_held_batch(
+    client: Any, repo: Repo
+) -> None:
+    """A holds a batch for a retry; its lease lapses (on an injected clock) and B takes the
+    shard over and writes newer values. A hears nothing of it (its heartbeat is late, as on
+    a loaded machine): only its own lease check keeps it from writing the older batch."""
+    clock = ManualClock()
+    a = behind(
+        client, repo, shards=1, claim_after=600, flusher=True, flush_interval=600, clock=clock
+    )
+
+    async def late_heartbeat() -> None:
+        return None
+
+    a.flusher._heartbeat = late_heartbeat  # type: ignore[method-assign]
+    b = behind(client, repo, shards=1, claim_after=600)
+    repo.down = True
+    await a.write({"id": 1, "name": "older", "seq": 1})
+
+    async def held() -> bool:
+        a.flusher.wake()
+        return a.stats.failed_batches >= 1
+
+    await eventually(held)
+    assert a.flusher.shards == [0]
+    await client.delete(a.layout.lease(0))  # A's lease lapses...
+    repo.down = False
+    await b.write({"id": 1, "name": "newer", "seq": 2})
+    assert await b.flush() == 2  # ...and B takes the shard over: A's entry, then the newer
+    assert (await repo.rows())[1]["name"] == "newer"
+    upserts = len(repo.upserts)
+
+    clock.now += 601  # past A's lease, by A's own clock
+    a.flusher.wake()
+
+    async def a_moved_on() -> bool:
+        a.flusher.wake()
+        return not a.flusher.shards or len(repo.upserts) > upserts
+
+    await eventually(a_moved_on)
+    assert len(repo.upserts) == upserts, "A wrote a batch after its lease ran out"
+    assert (await repo.rows())[1]["name"] == "newer"
     await a.aclose()
     await b.aclose()
 
@@ -369,8 +441,8 @@ async def test_a_paused_flusher_that_lost_its_lease_cannot_overwrite_a_newer_val
     column is what keeps the newer value (without it, the older value wins: the test
     stages the race for real)."""
     repo = Repo(engine, users, version_column="version" if version_column else None)
-    a = behind(client, repo, shards=1, claim_after=0.2)
-    b = behind(client, repo, shards=1, claim_after=0.2)
+    a = behind(client, repo, shards=1, claim_after=30)
+    b = behind(client, repo, shards=1, claim_after=30)
     await a.write({"id": 1, "name": "older", "seq": 1})
     repo.gate = True
     paused = start(a.flush)
@@ -413,8 +485,40 @@ async def test_dead_letters_replay_unless_superseded(client: Any, repo: Repo) ->
     await wb.aclose()
 
 
+async def test_a_dead_lettered_write_is_not_served_and_a_replay_serves_it_again(
+    client: Any, repo: Repo
+) -> None:
+    """Readers see what the database holds once it refused a write; a replay brings the
+    intended value back (cache and database); a newer write is not hidden by an older
+    dead letter."""
+    wb = behind(client, repo, max_attempts=1, shards=1)
+    await wb.write({"id": 1, "name": "stored", "seq": 1})
+    await wb.write({"id": 2, "name": "other", "seq": 1})
+    assert await wb.flush() == 2
+    repo.refuse = {1, 2}
+    await wb.write({"id": 1, "name": "refused", "seq": 2})
+    await wb.write({"id": 2, "name": "refused too", "seq": 2})
+    assert await wb.flush() == 0
+    assert await wb.dead_letters() == 2
+    assert (await wb.get(1))["name"] == "stored", "the refused value must not be served"
+    assert await client.exists(wb.layout.entry(0, "1")), "the entry still marks the write"
+    assert await client.pttl(wb.layout.entry(0, "1")) == -1
+    await wb.write({"id": 2, "name": "newer", "seq": 3})  # supersedes the dead letter
+    assert (await wb.get(2))["name"] == "newer"
+
+    repo.refuse = set()
+    assert await wb.replay_dead_letters() == 1
+    assert (await wb.get(1))["name"] == "refused", "a replay serves the intended value"
+    assert (await wb.get(2))["name"] == "newer"
+    assert await wb.flush() == 2
+    rows = await repo.rows()
+    assert (rows[1]["name"], rows[2]["name"]) == ("refused", "newer")
+    assert (await wb.get(1))["name"] == "refused"
+    await wb.aclose()
+
+
 async def test_several_flushers_share_the_shards(client: Any, repo: Repo) -> None:
-    options = {"claim_after": 0.3, "flusher": True, "flush_interval": 0.01}
+    options = {"claim_after": 3.0, "flusher": True, "flush_interval": 0.01}
     a = behind(client, repo, **options)
     b = behind(client, repo, **options)
     await a.start()
@@ -441,6 +545,51 @@ async def test_several_flushers_share_the_shards(client: Any, repo: Repo) -> Non
 
     await eventually(b_took_over)
     await b.aclose()
+
+
+async def fill_redis(wb: WriteBehind) -> list[int]:
+    """Write 1 KB entities until Redis refuses one on every shard (out of memory); the ids
+    whose write was taken."""
+    taken: list[int] = []
+    refused: set[int] = set()
+    id = 0
+    while len(refused) < wb.layout.shards:
+        assert id < 200_000, "Redis never ran out of memory"
+        try:
+            await wb.write({"id": id, "name": "x" * 1000, "seq": 0})
+        except BackendRejected as exc:
+            assert "maxmemory" in str(exc)
+            refused.add(wb.layout.shard_of(str(id)))
+        else:
+            taken.append(id)
+        id += 1
+    return taken
+
+
+async def test_a_flusher_starts_and_drains_when_the_backlog_has_filled_redis(
+    client: Any, repo: Repo, redis_url: str
+) -> None:
+    """The flusher is what frees memory: with Redis full (maxmemory, noeviction) it must
+    start (register, take its leases, create the consumer groups) and drain, after which
+    writes are taken again."""
+    writer = behind(client, repo, shards=4, max_backlog=None)
+    with capped_memory(redis_url):
+        taken = await fill_redis(writer)
+        assert taken, "nothing was written before Redis filled up"
+        # Nor can the shard count be recorded (a prefix whose count is not recorded yet).
+        await client.delete(writer.layout.meta)
+        drainer = behind(client, repo, shards=4, flusher=True, flush_interval=0.01)
+        await drainer.start()
+
+        async def drained() -> bool:
+            return await drainer.backlog() == 0
+
+        await eventually(drained, timeout=30)
+        assert sorted(await repo.rows()) == taken
+        await writer.write({"id": -1, "name": "after", "seq": 0})
+        assert await writer.flush() in (0, 1)  # the drainer may have written it already
+        await drainer.aclose()
+    assert (await repo.rows())[-1]["name"] == "after"
 
 
 async def test_closing_drains_the_backlog(client: Any, repo: Repo) -> None:
@@ -527,3 +676,257 @@ async def test_closing_with_redis_down_neither_hangs_nor_raises(
         await wb.aclose()
     assert any("stopped without draining" in r.getMessage() for r in caplog.records)
     await dead.aclose()
+
+
+# -- atomic updates ---------------------------------------------------------------------------
+
+
+async def test_concurrent_increments_are_never_lost(client: Any, repo: Repo) -> None:
+    """1,000 increments at once (50 tasks or threads of 20), on an id with a cached value
+    and on one that exists nowhere yet: every one counts, in the cache and the database."""
+    wb = behind(client, repo, shards=4)
+    await wb.write({"id": 1, "name": "counter", "seq": 0})
+
+    async def bump(worker: int) -> None:
+        for _ in range(20):
+            await wb.incr(1 if worker % 2 else 2, "seq")
+
+    await run_concurrently(50, bump)
+    assert await wb.get(1) == {"id": 1, "name": "counter", "seq": 500}
+    assert await wb.get(2) == {"id": 2, "seq": 500}
+    await wb.flush()
+    rows = await repo.rows()
+    assert (rows[1]["seq"], rows[1]["name"], rows[2]["seq"]) == (500, "counter", 500)
+    await wb.aclose()
+
+
+async def test_an_update_changes_only_its_numbers(client: Any, repo: Repo) -> None:
+    """The server patches the numbers into the cached JSON: every other value reads back
+    exactly as written (floats to the last digit, big integers, empty lists, strings that
+    look like JSON), integers stay integers, floats stay floats."""
+    wb = behind(client, repo)
+    entity = {
+        "id": 5,
+        "name": 'Zoë "q" /}{,:',
+        "seq": 1,
+        "ratio": 0.30000000000000004,
+        "big": 2**60,
+        "tags": [],
+        "nested": {"seq": 100, "s": "},{\\"},
+        "none": None,
+    }
+    await wb.write(entity)
+    after = await wb.update(5, {"seq": 2, "ratio": 0.1, "hits": 3, "none": 1.5})
+    expected = {**entity, "seq": 3, "ratio": 0.30000000000000004 + 0.1, "hits": 3, "none": 1.5}
+    assert after == expected
+    assert type(after["seq"]) is int and type(after["hits"]) is int
+    assert await wb.get(5) == expected
+    assert await wb.incr(5, "seq", by=-3) == 0
+    assert await wb.incr(5, "ratio", by=1) == expected["ratio"] + 1
+    assert await wb.incr(5, "half", by=0.5) == 0.5
+    assert type(await wb.incr(5, "half", by=0.5)) is float
+
+    with pytest.raises(InvalidArgument, match="not a number"):
+        await wb.incr(5, "name")
+    with pytest.raises(InvalidArgument, match="2\\*\\*53"):
+        await wb.incr(5, "big")
+    for bad in (True, "1", float("nan"), float("inf"), None):
+        with pytest.raises(InvalidArgument):
+            await wb.incr(5, "seq", by=bad)  # type: ignore[arg-type]
+    for field in ("id", "", 3):
+        with pytest.raises(InvalidArgument):
+            await wb.update(5, {field: 1})  # type: ignore[dict-item]
+    with pytest.raises(InvalidArgument):
+        await wb.update(5, {})
+    assert (await wb.get(5))["seq"] == 0, "a refused update changes nothing"
+    squeezed = behind(client, repo, compress_threshold=10)
+    with pytest.raises(ConfigurationError, match="json"):
+        await squeezed.incr(5, "seq")
+    await wb.aclose()
+
+
+async def test_an_update_starts_from_the_repository_when_nothing_is_cached(
+    client: Any, versioned: Repo
+) -> None:
+    wb = behind(client, versioned, max_attempts=1)
+    await versioned.upsert_many([{"id": 3, "name": "db", "seq": 41, "version": 1}])
+    assert await wb.incr(3, "seq") == 42
+    assert await wb.get(3) == {"id": 3, "name": "db", "seq": 42}
+    assert await wb.flush() == 1
+    assert (await versioned.rows())[3]["seq"] == 42
+    # A dead-lettered write is not what the database holds: an update starts from the latter.
+    versioned.refuse = {3}
+    await wb.write({"id": 3, "name": "refused", "seq": 1000})
+    await wb.flush()
+    assert await wb.dead_letters() == 1
+    versioned.refuse = set()
+    assert await wb.incr(3, "seq") == 43
+    assert await wb.replay_dead_letters() == 0, "the update superseded the dead letter"
+    assert await wb.flush() == 1
+    assert (await versioned.rows())[3]["seq"] == 43
+    await wb.aclose()
+
+
+# -- re-sent scripts (a reply held back by the proxy past the client's socket_timeout) -----
+
+
+class Resend:
+    """A WriteBehind whose client goes through a proxy that can hold back one reply, so that
+    redis-py re-sends a script the server has already run; ``direct`` is a second one."""
+
+    def __init__(self, server: Any, repo: Repo, **options: Any) -> None:
+        flush_all(server.url)
+        self.proxy = Proxy("127.0.0.1", server.port)
+        self.slow_client = connect(self.proxy.url_for(server.url), socket_timeout=0.5, retries=3)
+        self.direct_client = connect(server.url)
+        self.slow = behind(self.slow_client, repo, shards=1, **options)
+        self.direct = behind(self.direct_client, repo, shards=1, **options)
+        self.hold = threading.Event()
+
+    def hold_reply(self, name: str) -> None:
+        """Hold back the reply to the next run of script ``name`` until ``release``."""
+        self.proxy.delay_reply(script(name).sha.encode(), self.hold)
+
+    async def held(self) -> None:
+        async def delayed() -> bool:
+            return self.proxy.delayed.is_set()
+
+        await eventually(delayed)
+
+    async def aclose(self) -> None:
+        self.hold.set()
+        await self.slow.aclose()
+        await self.direct.aclose()
+        await self.slow_client.aclose()
+        await self.direct_client.aclose()
+        self.proxy.close()
+
+
+async def test_a_re_sent_write_does_not_pass_a_newer_write(
+    standalone_server: Any, repo: Repo
+) -> None:
+    rig = Resend(standalone_server, repo)
+    try:
+        await rig.slow.write({"id": 1, "name": "zero", "seq": 0})  # scripts loaded
+        rig.hold_reply("wb_write")
+        first = start(lambda: rig.slow.write({"id": 1, "name": "first", "seq": 1}))
+        await rig.held()  # "first" is in Redis; its reply is held back
+        await rig.direct.write({"id": 1, "name": "second", "seq": 2})
+        await first.result()  # returns after the re-send, which must change nothing
+        assert (await rig.direct.get(1))["name"] == "second"
+        assert await rig.direct.backlog() == 3
+        assert await rig.direct.flush() == 1
+        assert (await repo.rows())[1]["name"] == "second"
+    finally:
+        await rig.aclose()
+
+
+async def test_a_re_sent_increment_counts_once(standalone_server: Any, repo: Repo) -> None:
+    rig = Resend(standalone_server, repo)
+    try:
+        await rig.slow.write({"id": 1, "name": "n", "seq": 0})
+        assert await rig.slow.incr(1, "seq") == 1  # scripts loaded
+        rig.hold_reply("wb_update")
+        assert await rig.slow.incr(1, "seq") == 2
+        assert rig.proxy.delayed.is_set(), "the reply was not held back: nothing was re-sent"
+        assert (await rig.direct.get(1))["seq"] == 2
+        assert await rig.direct.flush() == 1
+        assert (await repo.rows())[1]["seq"] == 2
+    finally:
+        await rig.aclose()
+
+
+@pytest.mark.parametrize("name", ["wb_lease", "wb_ack", "wb_dead", "wb_replay"])
+async def test_re_sent_flusher_scripts_act_once(
+    standalone_server: Any, repo: Repo, name: str
+) -> None:
+    """Each flusher script, re-sent after the server ran it: one dead letter (not two), the
+    backlog written once and emptied, the replayed value back in cache and database."""
+    rig = Resend(standalone_server, repo, max_attempts=1)
+    try:
+        repo.refuse = {2}
+        await rig.direct.write({"id": 1, "name": "one", "seq": 1})
+        await rig.direct.write({"id": 2, "name": "two", "seq": 1})
+        await rig.direct.replay_dead_letters()  # loads the scripts on the server
+        await rig.slow.replay_dead_letters()
+        rig.hold_reply(name)
+        if name != "wb_replay":
+            await rig.slow.flush()
+        else:
+            await rig.direct.flush()
+        assert await rig.direct.dead_letters() == 1
+        repo.refuse = set()
+        if name == "wb_replay":
+            assert await rig.slow.replay_dead_letters() == 1, "the re-send says what was done"
+        else:
+            assert await rig.direct.replay_dead_letters() == 1
+        assert rig.proxy.delayed.is_set(), "the reply was not held back: nothing was re-sent"
+        assert await rig.direct.dead_letters() == 0
+        assert await rig.direct.backlog() == 1
+        assert (await rig.direct.get(2))["name"] == "two"
+        assert await rig.direct.flush() == 1
+        rows = await repo.rows()
+        assert (rows[1]["name"], rows[2]["name"]) == ("one", "two")
+        assert await rig.direct.backlog() == 0
+        stream = rig.direct.layout.stream(0)
+        assert (await rig.direct_client.xpending(stream, GROUP))["pending"] == 0
+    finally:
+        await rig.aclose()
+
+
+async def test_a_re_sent_attempt_counts_once(standalone_server: Any, repo: Repo) -> None:
+    rig = Resend(standalone_server, repo, max_attempts=2)
+    try:
+        repo.refuse = {2}
+        await rig.direct.write({"id": 2, "name": "two", "seq": 1})
+        rig.hold_reply("wb_attempt")
+        assert await rig.slow.flush() == 0
+        assert rig.proxy.delayed.is_set(), "the reply was not held back: nothing was re-sent"
+        counts = await rig.direct_client.hvals(rig.direct.layout.attempts(0))
+        assert counts == [b"1"], "one refusal was counted twice"
+        assert await rig.direct.dead_letters() == 0
+    finally:
+        await rig.aclose()
+
+
+def _random_json(rng: Any, depth: int = 0) -> Any:
+    kind = rng.randrange(8 if depth < 3 else 5)
+    if kind == 0:
+        return rng.randint(-(2**62), 2**62)
+    if kind == 1:
+        return rng.uniform(-1e6, 1e6) * 10 ** rng.randint(-12, 12)
+    if kind == 2:
+        return "".join(rng.choice('ab"\\{}[],: é\n\t/') for _ in range(rng.randrange(8)))
+    if kind == 3:
+        return rng.choice([None, True, False])
+    if kind == 4:
+        return rng.randint(-1000, 1000)
+    if kind == 5:
+        return [_random_json(rng, depth + 1) for _ in range(rng.randrange(4))]
+    return _random_object(rng, depth + 1)
+
+
+def _random_object(rng: Any, depth: int) -> dict[str, Any]:
+    keys = ("".join(rng.choice('ab"\\{}:, ') for _ in range(rng.randrange(1, 4))) for _ in "...")
+    return {key: _random_json(rng, depth) for key in keys}
+
+
+async def test_updates_of_random_entities_change_exactly_their_numbers(
+    client: Any, repo: Repo
+) -> None:
+    import random
+
+    rng = random.Random(20261202)
+    wb = behind(client, repo)
+    for id in range(150):
+        entity = {"id": id, **_random_object(rng, 1)} if rng.random() < 0.9 else {"id": id}
+        await wb.write(entity)
+        numbers = [k for k, v in entity.items() if type(v) in (int, float) and k != "id"]
+        numbers = [k for k in numbers if abs(entity[k]) < 2**53]
+        field = rng.choice([*numbers, "new field", '"quoted\\'])
+        by: int | float = rng.choice([1, -7, 0.25, 1e-3])
+        expected = dict(entity)
+        expected[field] = (expected.get(field) or 0) + by
+        assert await wb.update(id, {field: by}) == expected, entity
+        assert await wb.get(id) == expected
+    await wb.aclose()

@@ -137,3 +137,28 @@ async def test_no_returned_write_is_lost_and_no_older_value_wins_under_sigkill(
 
 def logged_lines(log: Path) -> list[str]:
     return log.read_text().splitlines() if log.exists() else []
+
+
+async def test_increments_from_several_processes_are_never_lost(
+    client: Any, redis_url: str
+) -> None:
+    children = [
+        subprocess.Popen(
+            [sys.executable, "-m", "tests.write_behind_workers", "incr", redis_url, FACE, "100"],
+            cwd=ROOT,
+        )
+        for _ in range(4)
+    ]
+    for child in children:
+        assert child.wait(timeout=120) == 0
+    wb = WriteBehind(client, "counter", NoRows(), flusher=False)
+    assert await wb.get(0) == {"id": 0, "seq": 400}
+    await wb.aclose()
+
+
+class NoRows:
+    async def find_by_id(self, id: Any) -> None:
+        return None
+
+    async def upsert_many(self, entities: Any) -> int:
+        raise AssertionError("not flushed here")

@@ -138,3 +138,28 @@ def test_no_returned_write_is_lost_and_no_older_value_wins_under_sigkill(
 
 def logged_lines(log: Path) -> list[str]:
     return log.read_text().splitlines() if log.exists() else []
+
+
+def test_increments_from_several_processes_are_never_lost(
+    client: Any, redis_url: str
+) -> None:
+    children = [
+        subprocess.Popen(
+            [sys.executable, "-m", "tests.write_behind_workers", "incr", redis_url, FACE, "100"],
+            cwd=ROOT,
+        )
+        for _ in range(4)
+    ]
+    for child in children:
+        assert child.wait(timeout=120) == 0
+    wb = WriteBehind(client, "counter", NoRows(), flusher=False)
+    assert wb.get(0) == {"id": 0, "seq": 400}
+    wb.close()
+
+
+class NoRows:
+    def find_by_id(self, id: Any) -> None:
+        return None
+
+    def upsert_many(self, entities: Any) -> int:
+        raise AssertionError("not flushed here")

@@ -19,11 +19,24 @@ Backpressure
     up to ``backpressure_timeout`` seconds for room), and no unflushed entry is ever trimmed
     to make room.
 
+Updates
+    ``update``/``incr`` add numbers to fields in one script (``wb_update.lua``) that patches
+    the cached JSON on the server and appends the result to the stream like a write, so
+    concurrent increments are never lost.
+
+Re-sends
+    redis-py re-sends a script whose reply timed out, though the server ran it. Each write
+    and update carries a random op id (a write's token) that the server remembers for a
+    while (``RESEND_WINDOW_MS``) in the shard's op memory: a re-sent one is not applied
+    again (see ``wb_write.lua``).
+
 Reads
     ``get`` returns the newest written value: the cache entry holds it (the write's bytes: a
     random token, then the encoded entity), and keeps no TTL until it is flushed (then
     ``ttl``). A miss reads the repository (not cached: a value read
-    there could be older than a write racing the read).
+    there could be older than a write racing the read). A write the repository refused
+    (dead-lettered) is not served: its entry is cut down to its token, read as a miss, so
+    ``get`` returns what the database holds until a newer write or a replay puts it back.
 """
 
 from __future__ import annotations
@@ -47,12 +60,16 @@ from redkit._core.keys import KeyId, KeySpace, StreamLayout, id_text
 from redkit._core.ttl import non_negative, seconds_to_ms
 from redkit._core.write_behind import (
     DEFAULT_SHARDS,
+    RESEND_WINDOW_MS,
+    TOKEN_SIZE,
     WriteBehindStats,
     frame,
+    new_op_id,
     unframe,
 )
-from redkit._scripts import script
+from redkit._scripts import LuaScript, script
 from redkit.errors import (
+    BackendRejected,
     BackpressureError,
     ConfigurationError,
     CorruptEntry,
@@ -63,6 +80,7 @@ from redkit.errors import (
 logger = logging.getLogger("redkit.write_behind")
 
 _WRITE = script("wb_write")
+_UPDATE = script("wb_update")
 _COMPARE_AND_DELETE = script("compare_and_delete")
 
 MAX_BATCH_SIZE = 10_000
@@ -254,33 +272,113 @@ class WriteBehind(Closeable):
                 f"the entity has no id field {self.id_field!r} (keys: {sorted(map(str, entity))})"
             ) from None
         text = id if type(id) is str and id else id_text(id)
-        stream, entry = self.layout.locate(text)
+        keys = self.layout.write_keys(text, self._window())
+        entry = keys[1]
         payload = frame(self.codec.encode(entity, key=entry))
         if not self._layout_checked:
             await self._check_layout()
         if self._background and not self.flusher.running:
             self._start()
-        keys = [stream, entry]
-        args = [text, payload, self._shard_limit]
+        args = [text, payload, self._shard_limit, RESEND_WINDOW_MS]
         sid = await self.store.write(_WRITE, keys, args, entries=[entry])
         if sid == 0:
-            await self._wait_for_room(keys, args, entry)
+            await self._wait_for_room(_WRITE, keys, args)
+        self._written()
+
+    def _window(self) -> int:
+        """This writer's time window, which names its op memory (any clock will do: a re-send
+        carries the keys of the first send)."""
+        return int(self.clock.monotonic() * 1000) // RESEND_WINDOW_MS
+
+    def _written(self) -> None:
         self.events.emit(Event.WRITE)
         self._unwoken += 1
         if self._unwoken >= self.batch_size:
             self._unwoken = 0
             self.flusher.wake()
 
-    async def _wait_for_room(self, keys: list[str], args: list[Any], entry: str) -> None:
-        """Retry a refused write until its shard has room or ``backpressure_timeout`` ends."""
+    async def incr(self, id: KeyId, field: str, by: int | float = 1) -> int | float:
+        """Add ``by`` to the number in ``field`` of entity ``id``, atomically; the new number.
+
+        See :meth:`update` (this is ``update(id, {field: by})[field]``).
+        """
+        entity = await self.update(id, {field: by})
+        return entity[field]  # type: ignore[no-any-return]
+
+    async def update(self, id: KeyId, deltas: Mapping[str, int | float]) -> Entity:
+        """Add numbers to fields of entity ``id``, atomically on the server; the entity after.
+
+        Concurrent updates (and writes) of one id never lose each other: each is applied to
+        the newest value in one script (``wb_update.lua``), which caches the result and
+        queues it for the repository like a write. A missing or null field counts as 0;
+        integers stay integers (up to 2**53), a float makes a float. Without a cached value
+        the repository's is the start (or, for an id it does not have, ``{id_field: id}``).
+        A re-sent update (redis-py retries after a timeout) is applied once.
+
+        Needs ``serializer="json"`` without compression (ConfigurationError otherwise);
+        InvalidArgument for a delta that is not a finite int or float, for the id or version
+        field, or for a field whose value is not a number. BackpressureError as ``write``.
+        """
+        if self.codec.serializer.name != "json" or self.codec.compress_threshold is not None:
+            raise ConfigurationError(
+                "update() and incr() need serializer='json' without compress_threshold "
+                "(the server adds the numbers into the cached JSON)"
+            )
+        if not isinstance(deltas, Mapping) or not deltas:
+            raise InvalidArgument(f"deltas must be a non-empty mapping, got {deltas!r}")
+        pairs: list[Any] = []
+        for field, delta in deltas.items():
+            if not isinstance(field, str) or not field:
+                raise InvalidArgument(f"a field name must be a non-empty str, got {field!r}")
+            if field in (self.id_field, self.version_field):
+                raise InvalidArgument(f"field {field!r} cannot be updated")
+            if type(delta) is int:
+                pairs += [field, str(delta)]
+            elif type(delta) is float and math.isfinite(delta):
+                pairs += [field, repr(delta)]
+            else:
+                raise InvalidArgument(
+                    f"the delta of {field!r} must be a finite int or float, got {delta!r}"
+                )
+        text = id_text(id)
+        keys = self.layout.write_keys(text, self._window())
+        entry = keys[1]
+        if not self._layout_checked:
+            await self._check_layout()
+        if self._background and not self.flusher.running:
+            self._start()
+        args = [text, new_op_id(), self._shard_limit, RESEND_WINDOW_MS, b"", *pairs]
+        status, data = await self.store.write(_UPDATE, keys, args, entries=[entry])
+        if status == -1:
+            args[4] = self.codec.encode(await self._base(id), key=entry)
+            status, data = await self.store.write(_UPDATE, keys, args, entries=[entry])
+        if status == 0:
+            status, data = await self._wait_for_room(_UPDATE, keys, args)
+        if status == -2:
+            raise InvalidArgument(f"cannot update id {id!r}: {data.decode(errors='replace')}")
+        self._written()
+        payload = unframe(data)
+        if payload is None:
+            raise CorruptEntry("the updated entry holds no value", entry)
+        return self.codec.decode(payload, entry)  # type: ignore[no-any-return]
+
+    async def _base(self, id: KeyId) -> Entity:
+        """What an update starts from when nothing is cached: the repository's value."""
+        entity = await self._from_repository(id)
+        return {self.id_field: id} if entity is None else dict(entity)
+
+    async def _wait_for_room(self, script: LuaScript, keys: list[str], args: list[Any]) -> Any:
+        """Retry a refused write until its shard has room or ``backpressure_timeout`` ends;
+        the script's reply once taken."""
         deadline = self.clock.monotonic() + self.backpressure_timeout
         delay = _FIRST_WAIT
         while self.clock.monotonic() < deadline:
             self.flusher.wake()
             await sleep(min(delay, max(0.0, deadline - self.clock.monotonic())))
             delay = min(delay * 2, _MAX_WAIT)
-            if await self.store.write(_WRITE, keys, args, entries=[entry]) != 0:
-                return
+            reply = await self.store.write(script, keys, args, entries=[keys[1]])
+            if reply != 0 and not (isinstance(reply, list) and reply[0] == 0):
+                return reply
         self.events.emit(Event.BACKPRESSURE)
         raise BackpressureError(
             f"write-behind {self.layout.prefix!r}: the backlog of stream {keys[0]} is full "
@@ -299,6 +397,10 @@ class WriteBehind(Closeable):
             data = await self.store.get(key)
         except RedkitError as exc:
             self.policy.read_failed(exc)
+            return await self._from_repository(id)
+        if data is not None and len(data) == TOKEN_SIZE:
+            # A dead-lettered write: the database refused it, so its value is not served.
+            self.events.emit(Event.MISS)
             return await self._from_repository(id)
         if data is not None:
             payload = unframe(data)
@@ -412,8 +514,15 @@ class WriteBehind(Closeable):
         if self._layout_checked:
             return
         layout = self.layout
-        await self.store.call("SET", layout.meta, layout.shards, "NX")
-        found = await self.store.call("GET", layout.meta)  # the first count recorded stays
+        found = await self.store.call("GET", layout.meta)
+        if found is None:
+            try:
+                await self.store.call("SET", layout.meta, layout.shards, "NX")
+            except BackendRejected:
+                # Out of memory (or read-only): a flusher must still start and drain, and a
+                # write is refused anyway. Checked again on the next call.
+                return
+            found = await self.store.call("GET", layout.meta)  # the first count recorded stays
         if found is not None and int(found) != layout.shards:
             raise ConfigurationError(
                 f"write-behind prefix {layout.prefix!r} is spread over {int(found)} shards, "

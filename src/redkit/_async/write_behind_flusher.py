@@ -36,6 +36,13 @@ Failures
     dropped). Until then its shard waits for it (so no later write
     of its id can pass it); other shards go on.
 
+A full Redis
+    The flusher is what frees memory when the backlog has filled Redis (``maxmemory`` with
+    ``noeviction``), so nothing it does before draining needs free memory: registering and
+    taking leases (which creates a missing consumer group) run in ``allow-oom`` scripts that
+    write a few bytes, reading (XREADGROUP, XAUTOCLAIM) and acknowledging (XACK, XDEL) are
+    allowed out of memory, and the shard-count check only reads when the count is recorded.
+
 Acknowledgement
     Only after ``upsert_many`` returned (the database committed): the entries are
     acknowledged and deleted from the stream in one script (``wb_ack.lua``), which also gives
@@ -65,10 +72,12 @@ from redkit._core.events import Events
 from redkit._core.keys import StreamLayout
 from redkit._core.write_behind import (
     GROUP,
+    RESEND_WINDOW_MS,
     TOKEN_SIZE,
     Batch,
     Pending,
     coalesce,
+    new_op_id,
     owner,
     unframe,
     version_of,
@@ -83,6 +92,7 @@ _MEMBERS = script("wb_members")
 _ACK = script("wb_ack")
 _DEAD = script("wb_dead")
 _REPLAY = script("wb_replay")
+_ATTEMPT = script("wb_attempt")
 _RELEASE = script("compare_and_delete")
 
 #: Longest error text kept with a dead letter.
@@ -280,6 +290,7 @@ class Flusher:
         """
         replayed = superseded = 0
         layout = self.layout
+        window = int(self.clock.monotonic() * 1000) // RESEND_WINDOW_MS
         for shard in range(layout.shards):
             dead, stream = layout.dead(shard), layout.stream(shard)
             while True:
@@ -288,8 +299,9 @@ class Flusher:
                     break
                 for sid, fields in page:
                     text = (fields.get(b"i") or b"").decode(errors="replace")
-                    entry = layout.entry(shard, text)
-                    outcome = await self.store.run(_REPLAY, [stream, dead, entry], [sid])
+                    keys = [stream, dead, layout.entry(shard, text), layout.ops(shard, window)]
+                    args = [sid, new_op_id(), RESEND_WINDOW_MS]
+                    outcome = await self.store.run(_REPLAY, keys, args)
                     if outcome == 1:
                         replayed += 1
                     elif outcome == 0:
@@ -587,8 +599,15 @@ class Flusher:
         if len(items) == 1:
             pending = items[0][0]
             # Counted in Redis: the count survives this flusher (and a shard changing hands).
-            counts = self.layout.attempts(shard.index)
-            pending.attempts = int(await self.store.call("HINCRBY", counts, pending.sids[-1], 1))
+            layout, index = self.layout, shard.index
+            window = int(self.clock.monotonic() * 1000) // RESEND_WINDOW_MS
+            pending.attempts = int(
+                await self.store.run(
+                    _ATTEMPT,
+                    [layout.attempts(index), layout.ops(index, window)],
+                    [pending.sids[-1], new_op_id(), RESEND_WINDOW_MS],
+                )
+            )
             pending.error = _describe(exc)
             logger.warning(
                 "write-behind %r: id %r refused by the repository (attempt %d of %d): %s",
@@ -617,7 +636,12 @@ class Flusher:
         layout, index = self.layout, shard.index
         await self.store.run(
             _DEAD,
-            [layout.stream(index), layout.dead(index), layout.attempts(index)],
+            [
+                layout.stream(index),
+                layout.dead(index),
+                layout.attempts(index),
+                layout.entry(index, pending.id),
+            ],
             [
                 GROUP,
                 pending.id,

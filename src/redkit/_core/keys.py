@@ -215,6 +215,9 @@ class StreamLayout:
         P:{P:s}:attempts   failed attempts of shard s's entries (stream id -> count), kept
                            in Redis so that they add up across flushers and restarts
         P:{P:s}:e:<id>     the cache entry of an id in shard s: the newest write's bytes
+        P:{P:s}:ops:<w>    shard s's op memory of the writers' time window w: the tokens of
+                           recent writes (-> their stream ids), so that a re-sent write is
+                           applied once
         P:{P}:shards       S
         P:{P}:flushers     the live flushers (a sorted set: token -> last heartbeat)
 
@@ -257,6 +260,20 @@ class StreamLayout:
 
     def stream(self, shard: int) -> str:
         return self._streams[shard]
+
+    def write_keys(self, text: str, window: int) -> list[str]:
+        """The keys a write of id ``text`` in time window ``window`` touches: its stream, its
+        cache entry and its shard's op memory; InvalidKey if it is not UTF-8."""
+        try:
+            shard = zlib.crc32(text.encode()) % self.shards
+        except UnicodeEncodeError:
+            raise InvalidKey(f"id {text!r} cannot be encoded as UTF-8") from None
+        base = self._bases[shard]
+        return [self._streams[shard], f"{base}e:{text}", f"{base}ops:{window}"]
+
+    def ops(self, shard: int, window: int) -> str:
+        """Shard ``shard``'s op memory of time window ``window``."""
+        return f"{self._bases[shard]}ops:{window}"
 
     def dead(self, shard: int) -> str:
         return f"{self._bases[shard]}dead"

@@ -39,6 +39,18 @@ def version_of(sid: bytes | str) -> int:
 
 #: Bytes of the token that starts every write (see :func:`frame`).
 TOKEN_SIZE = 8
+#: How long the server remembers a write's token (an update's op id), at least, so that a
+#: re-send of it is not applied twice: redis-py re-sends a command whose reply timed out
+#: (connect()'s defaults: 5 s timeout, 3 retries, backoff up to 2 s, about 21 s in all).
+#: Writers name a shard's op-memory hash after their time window (this long), and each hash
+#: lives this long after its last record, so each write costs a hash field (about 60
+#: bytes) for one to two windows.
+RESEND_WINDOW_MS = 60_000
+
+
+def new_op_id() -> bytes:
+    """A random token for one write or update (see :func:`frame`)."""
+    return random.getrandbits(64).to_bytes(TOKEN_SIZE, "little")
 
 
 def frame(payload: bytes) -> bytes:
@@ -50,7 +62,7 @@ def frame(payload: bytes) -> bytes:
     letter. Random, not a counter, so forked processes never repeat one (``random`` reseeds
     after fork); two writes of one id share a token with probability 2**-64.
     """
-    return random.getrandbits(64).to_bytes(TOKEN_SIZE, "little") + payload
+    return new_op_id() + payload
 
 
 def unframe(data: bytes) -> bytes | None:

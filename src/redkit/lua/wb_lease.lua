@@ -1,6 +1,10 @@
+#!lua flags=allow-oom
 -- wb_lease: take or renew a flusher's lease on one shard (the shard's stream is read by its
 -- lease holder only, so entries of one id are flushed in stream order).
 -- Taking a free lease also creates the shard's consumer group (and stream) if missing.
+-- allow-oom: a flusher must start when the backlog has filled Redis (maxmemory with
+-- noeviction), as it is the one process that frees memory; this script writes a few bytes
+-- at most (the lease, and a consumer group where none exists yet).
 -- KEYS[1]  the shard's lease
 -- KEYS[2]  the shard's stream (same hash tag)
 -- ARGV[1]  the flusher's token (its consumer name)

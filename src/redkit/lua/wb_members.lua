@@ -1,5 +1,8 @@
+#!lua flags=allow-oom
 -- wb_members: a flusher's heartbeat in its prefix's registry of live flushers, on the
 -- server's clock; the shards are spread over the members the registry returns.
+-- allow-oom: a flusher registers before it drains, also when the backlog has filled Redis;
+-- a member costs a few bytes.
 -- KEYS[1]  the prefix's flusher registry (a sorted set: token -> last heartbeat, ms)
 -- ARGV[1]  the flusher's token
 -- ARGV[2]  how long a member lives without a heartbeat, milliseconds (> 0)
