@@ -9,6 +9,8 @@ from dataclasses import dataclass
 
 from rich.console import Console
 
+import redkit
+
 #: Every key the demo writes starts with this (the demo removes them when it ends).
 PREFIX = "redkit-demo"
 OK, BAD = "[green]✓[/green]", "[red]✗[/red]"
@@ -24,6 +26,17 @@ class Context:
     rng: random.Random
     args: argparse.Namespace
     stack: ExitStack
+
+
+def remove_keys(url: str, prefix: str) -> None:
+    """Unlink every key starting with ``prefix`` (SCAN, never KEYS): a section's leftovers,
+    such as the short-lived companions that answer re-sent commands."""
+    client = redkit.connect(url)
+    try:
+        for key in list(client.scan_iter(match=f"{prefix}*", count=1000)):
+            client.unlink(key)
+    finally:
+        client.close()
 
 
 def ms(seconds: float) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 
 import redkit
-from redkit.cli.demo._common import BAD, OK, PREFIX, Context
+from redkit.cli.demo._common import BAD, OK, PREFIX, Context, remove_keys
 
 TITLE = "sessions"
 TTL = 1.0
@@ -16,7 +16,9 @@ def run(ctx: Context) -> bool:
     console = ctx.console
     console.rule("Sessions: sliding expiry, exact per-user index")
     client = redkit.connect(ctx.url)
-    store = redkit.SessionStore(client, ttl=TTL, prefix=f"{PREFIX}:session")
+    prefix = f"{PREFIX}:session"
+    ctx.stack.callback(remove_keys, ctx.url, prefix)  # destroyed sessions' gone companions
+    store = redkit.SessionStore(client, ttl=TTL, prefix=prefix)
     kept = store.create("ada", {"cart": [1, 2]})
     others = [store.create("ada", {"n": i}) for i in range(200)]
     console.print(f"created 201 sessions for ada (ttl {TTL}s): count = {store.count('ada')}")

@@ -21,7 +21,7 @@ import sqlalchemy as sa
 from rich.table import Table
 
 import redkit
-from redkit.cli.demo._common import BAD, OK, PREFIX, Context
+from redkit.cli.demo._common import BAD, OK, PREFIX, Context, remove_keys
 from redkit.integrations.sqlalchemy import SQLAlchemyRepository
 
 TITLE = "write-behind"
@@ -129,15 +129,6 @@ def _crash(
     return len(lines), len(last), behind
 
 
-def _clean(url: str) -> None:
-    client = redkit.connect(url)
-    try:
-        for key in list(client.scan_iter(match=f"{NAMESPACE}*", count=1000)):
-            client.unlink(key)
-    finally:
-        client.close()
-
-
 def run(ctx: Context) -> bool:
     """Section 6; whether every returned write reached the database."""
     console = ctx.console
@@ -147,7 +138,7 @@ def run(ctx: Context) -> bool:
     table = _table()
     table.metadata.create_all(engine)
     ctx.stack.callback(engine.dispose)
-    ctx.stack.callback(_clean, ctx.url)
+    ctx.stack.callback(remove_keys, ctx.url, NAMESPACE)
     client = redkit.connect(ctx.url)
     ctx.stack.callback(client.close)
     store = redkit.WriteBehind(
