@@ -94,6 +94,15 @@ def _ceil(value: float) -> int:
     return math.ceil(value)
 
 
+def span(us: int) -> str:
+    """A duration of ``us`` microseconds as key text: ``60s``, ``500ms`` or ``2500us``."""
+    if us % US == 0:
+        return f"{us // US}s"
+    if us % 1000 == 0:
+        return f"{us // 1000}ms"
+    return f"{us}us"
+
+
 class FixedWindow:
     """At most ``limit`` per window; a window starts with the first hit after the last ended.
 
@@ -120,6 +129,11 @@ class FixedWindow:
     def args(self) -> list[int | str]:
         """The script's leading ARGV (the parameters), before cost and consume."""
         return [self.limit, self.window_us]
+
+    @property
+    def tag(self) -> str:
+        """The algorithm and its parameters, as the keys name them: ``name:limit/window``."""
+        return f"{self.name}:{self.limit}/{span(self.window_us)}"
 
     def step(self, state: Any, now: int, cost: int, consume: bool) -> Step:
         limit, window = self.limit, self.window_us
@@ -164,6 +178,11 @@ class SlidingWindowLog:
 
     def args(self) -> list[int | str]:
         return [self.limit, self.window_us]
+
+    @property
+    def tag(self) -> str:
+        """The algorithm and its parameters, as the keys name them: ``name:limit/window``."""
+        return f"{self.name}:{self.limit}/{span(self.window_us)}"
 
     def step(self, state: Any, now: int, cost: int, consume: bool) -> Step:
         limit, window = self.limit, self.window_us
@@ -214,6 +233,11 @@ class SlidingWindowCounter:
 
     def args(self) -> list[int | str]:
         return [self.limit, self.window_us]
+
+    @property
+    def tag(self) -> str:
+        """The algorithm and its parameters, as the keys name them: ``name:limit/window``."""
+        return f"{self.name}:{self.limit}/{span(self.window_us)}"
 
     def step(self, state: Any, now: int, cost: int, consume: bool) -> Step:
         limit, window = self.limit, self.window_us
@@ -303,6 +327,11 @@ class TokenBucket:
     def args(self) -> list[int | str]:
         return [self.capacity, repr(self.refill_rate), self.interval_us]
 
+    @property
+    def tag(self) -> str:
+        """``token_bucket:capacity:rate/interval``, as the keys name it."""
+        return f"{self.name}:{self.capacity}:{self.refill_rate!r}/{span(self.interval_us)}"
+
     def step(self, state: Any, now: int, cost: int, consume: bool) -> Step:
         capacity, rate, interval = self.capacity, self.refill_rate, self.interval_us
         base_tokens, base_ts = float(capacity), now
@@ -357,6 +386,11 @@ class GCRA:
 
     def args(self) -> list[int | str]:
         return [self.limit, self.period_us, self.burst]
+
+    @property
+    def tag(self) -> str:
+        """``gcra:limit/period:burst``, as the keys name it."""
+        return f"{self.name}:{self.limit}/{span(self.period_us)}:{self.burst}"
 
     def step(self, state: Any, now: int, cost: int, consume: bool) -> Step:
         limit, period = self.limit, self.period_us

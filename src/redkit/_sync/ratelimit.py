@@ -3,7 +3,9 @@
 
 Every limiter has ``hit(key, cost=1)``, ``peek(key, cost=1)`` and ``reset(key)``; ``hit`` and
 ``peek`` return a :class:`~redkit._core.ratelimit.RateLimitResult`. Keys are
-``prefix:{id}`` (the id is the hash tag), and each key expires once its state no longer
+``prefix:<algorithm>:<parameters>:{id}`` (``ratelimit:fixed_window:100/60s:{alice}``; the id
+is the hash tag), so limiters that differ in algorithm or parameters never share state, and
+limiters configured alike share it on purpose. Each key expires once its state no longer
 matters. The arithmetic lives in ``redkit/lua/ratelimit_*.lua``; its in-process twin in
 :mod:`redkit._core.ratelimit_algorithms` serves the ``fallback=`` limiters.
 
@@ -59,7 +61,7 @@ R = TypeVar("R")
 class Limiter(Closeable):
     """What the five limiters share; see the module docstring. Not made directly."""
 
-    #: the algorithm's name, the default key prefix's last part, and its script
+    #: the algorithm's name (its script is ``ratelimit_<kind>``)
     kind = ""
 
     def __init__(
@@ -75,7 +77,11 @@ class Limiter(Closeable):
         clock: Clock,
     ) -> None:
         self.algorithm = algorithm
-        self.keys = KeySpace(f"ratelimit:{self.kind}" if prefix is None else prefix, version)
+        #: the prefix given (or ``"ratelimit"``); keys are ``prefix:<algorithm tag>:{id}``
+        self.prefix = "ratelimit" if prefix is None else KeySpace(prefix).prefix
+        # The algorithm and its parameters are part of every key: limiters that differ in
+        # either never read (or trim) each other's state, whatever prefix they were given.
+        self.keys = KeySpace(f"{self.prefix}:{algorithm.tag}", version)
         self.fallback = self._check_fallback(fallback, on_error)
         if on_error is None:
             on_error = "raise" if fallback is None else "fallback"
