@@ -261,9 +261,10 @@ class FixedWindowLimiter(WindowLimiter):
 
 
 class SlidingWindowLogLimiter(WindowLimiter):
-    """At most ``limit`` hits in any span of ``window`` seconds, exactly: one sorted-set entry
-    per unit of cost (memory grows with the limit). Expired entries are removed, the rest
-    counted and the new ones added in one script, so concurrent callers never overshoot."""
+    """At most ``limit`` in any span of ``window`` seconds, exactly: one sorted-set entry per
+    admitted hit, whatever its cost (memory grows with the hits in a window; a hit's server
+    time is O(log n) however large its cost). Expired entries are removed, the rest counted
+    and the new one added in one script, so concurrent callers never overshoot."""
 
     kind = "sliding_window_log"
     algorithm_type = SlidingWindowLog
