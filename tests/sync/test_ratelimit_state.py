@@ -143,3 +143,21 @@ def test_the_sliding_counters_key_lives_through_the_next_window(client: Any) -> 
     pttl = client.pttl(key)
     assert pttl > 600_000, "the key would expire before the next window ends"
     assert pttl <= math.ceil(result.reset_after * 1000) + 1
+
+
+def test_an_admitted_hit_leaves_a_short_lived_record_in_its_ids_slot(
+    client: Any, admin: Any
+) -> None:
+    """The record that makes a re-sent hit count once: beside the id's key (its hash tag),
+    expiring within ``resend_window``; a denied hit, a free hit and a peek leave none."""
+    limiter = FixedWindowLimiter(client, 2, 600)
+    limiter.resend_window = 5.0
+    key = limiter.keys.key("a}b")
+    limiter.hit("a}b", 2)
+    limiter.hit("a}b")  # denied
+    limiter.hit("a}b", 0)
+    limiter.peek("a}b")
+    records = sorted(admin.scan_iter(match=f"{key}:hit:*"))
+    assert len(records) == 1
+    assert records[0].decode().startswith(key + ":hit:")
+    assert 0 < admin.pttl(records[0]) <= 5000

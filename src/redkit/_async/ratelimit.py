@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 from collections.abc import Awaitable, Callable
 from typing import Any, ParamSpec, TypeVar, overload
 
@@ -28,7 +29,7 @@ from redkit._async.store import Store
 from redkit._core.clock import SYSTEM_CLOCK, Clock
 from redkit._core.degradation import LIMITER_ON_ERROR_CHOICES, Degradation, LimiterOnError
 from redkit._core.events import Event, Events
-from redkit._core.keys import KeyId, KeySpace
+from redkit._core.keys import Companion, KeyId, KeySpace
 from redkit._core.ratelimit import (
     DecidedBy,
     LimiterStats,
@@ -56,6 +57,9 @@ else:
 
 logger = logging.getLogger("redkit.ratelimit")
 
+#: A hit's record is ``<key>:hit:<random id>`` (see :attr:`Limiter.resend_window`).
+_HIT = f":{Companion.HIT.value}:"
+
 P = ParamSpec("P")
 R = TypeVar("R")
 
@@ -65,6 +69,11 @@ class Limiter(Closeable):
 
     #: the algorithm's name (its script is ``ratelimit_<kind>``)
     kind = ""
+    #: Seconds an admitted hit is remembered (a small key in its id's slot, about 130 bytes),
+    #: so that redis-py re-sending it after a lost reply does not count it twice. Re-sends
+    #: come within ``(retries + 1) * socket_timeout`` plus backoff (about 16 s with
+    #: :func:`~redkit.connect`'s defaults); raise this for clients that wait longer.
+    resend_window: float = 30.0
 
     def __init__(
         self,
@@ -129,15 +138,23 @@ class Limiter(Closeable):
         """Take ``cost`` from ``key``'s allowance if it fits: one script, one round trip.
 
         A denied hit takes nothing. A cost above :attr:`limit` is denied with
-        ``retry_after=None`` and leaves the key as it was.
+        ``retry_after=None`` and leaves the key as it was. A hit is counted once even when
+        redis-py re-sends it after a lost reply, within :attr:`resend_window`.
         """
         if type(cost) is not int or cost < 0:
             cost = check_cost(cost)
         rkey = self.keys.key(key)
         if self.policy.is_open():
             return self._without_redis(rkey, cost, True, self.policy.on_error)
+        keys: tuple[str, ...] = (rkey,)
+        args: tuple[int | str, ...] = (*self._params, cost, 1)
+        if cost:
+            # A random id per hit: the script keeps a record of an admitted hit, and a re-send
+            # of the same command (redis-py retries one whose reply timed out) takes nothing.
+            keys = (rkey, f"{rkey}{_HIT}{os.urandom(8).hex()}")
+            args = (*args, round(self.resend_window * 1000))
         try:
-            reply = await self.store.run_batched(self._script, (rkey,), (*self._params, cost, 1))
+            reply = await self.store.run_batched(self._script, keys, args)
         except RedkitError as exc:
             return self._without_redis(rkey, cost, True, self.policy.decision_failed(exc))
         result = result_of(reply, self._limit)

@@ -39,6 +39,10 @@ class Companion(enum.StrEnum):
     #: an entry's shared read statistics (a hash: hits, misses, last hit in server
     #: milliseconds); expires with the entry
     STATS = "stats"
+    # -- rate limiters --
+    #: ``<entry key>:hit:<random id>``: the record of one admitted hit, so that a hit redis-py
+    #: re-sends after a lost reply is not counted again; expires after a short while
+    HIT = "hit"
 
 
 #: The companions each kind of entry has. A KeySpace is made for one kind; its sweeps and
