@@ -174,14 +174,15 @@ def memory_notes(client: Any) -> list[str]:
         )
     client.flushall()
     limiter = redkit.FixedWindowLimiter(client, BIG, 3600, prefix="m:rec")
-    limiter.hit("one")
-    before = client.info("memory")["used_memory"]
     for _ in range(MEMORY_KEYS):
         limiter.hit("one")
-    grown = client.info("memory")["used_memory"] - before
+    pipe = client.pipeline(transaction=False)
+    for record in client.scan_iter(match=f"{limiter.keys.key('one')}:hit:*", count=1000):
+        pipe.memory_usage(record, samples=0)
+    sizes = pipe.execute()
     notes.append(
         f"memory per admitted hit: its re-send record, kept {limiter.resend_window:.0f} s: "
-        f"{grown / MEMORY_KEYS:.0f} bytes (used_memory growth over {MEMORY_KEYS:,} hits)"
+        f"{sum(sizes) / len(sizes):.0f} bytes (MEMORY USAGE over {len(sizes):,} records)"
     )
     client.flushall()
     return notes
