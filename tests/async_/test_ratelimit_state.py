@@ -17,6 +17,8 @@ import threading
 import time
 from typing import Any
 
+import pytest
+
 from redkit.asyncio import (
     FixedWindowLimiter,
     GCRALimiter,
@@ -24,6 +26,7 @@ from redkit.asyncio import (
     SlidingWindowLogLimiter,
     TokenBucketLimiter,
 )
+from redkit.errors import InvalidArgument
 from tests._acompat import pause
 
 
@@ -160,3 +163,17 @@ async def test_an_admitted_hit_leaves_a_short_lived_record_in_its_ids_slot(
     assert len(records) == 1
     assert records[0].decode().startswith(key + ":hit:")
     assert 0 < admin.pttl(records[0]) <= 5000
+
+
+async def test_resend_window_zero_turns_the_records_off_and_bad_values_are_refused(
+    client: Any, admin: Any
+) -> None:
+    limiter = GCRALimiter(client, 5, 60)
+    assert limiter.resend_window == 30.0
+    limiter.resend_window = 0
+    await limiter.hit("user", 2)
+    assert list(admin.scan_iter(match=f"{limiter.keys.key('user')}:hit:*")) == []
+    assert (await limiter.peek("user")).remaining == 3
+    for bad in (-1, math.nan, math.inf, True, "5"):
+        with pytest.raises(InvalidArgument, match="resend_window"):
+            limiter.resend_window = bad

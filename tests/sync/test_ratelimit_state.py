@@ -18,6 +18,8 @@ import threading
 import time
 from typing import Any
 
+import pytest
+
 from redkit import (
     FixedWindowLimiter,
     GCRALimiter,
@@ -25,6 +27,7 @@ from redkit import (
     SlidingWindowLogLimiter,
     TokenBucketLimiter,
 )
+from redkit.errors import InvalidArgument
 from tests._compat import pause
 
 
@@ -161,3 +164,17 @@ def test_an_admitted_hit_leaves_a_short_lived_record_in_its_ids_slot(
     assert len(records) == 1
     assert records[0].decode().startswith(key + ":hit:")
     assert 0 < admin.pttl(records[0]) <= 5000
+
+
+def test_resend_window_zero_turns_the_records_off_and_bad_values_are_refused(
+    client: Any, admin: Any
+) -> None:
+    limiter = GCRALimiter(client, 5, 60)
+    assert limiter.resend_window == 30.0
+    limiter.resend_window = 0
+    limiter.hit("user", 2)
+    assert list(admin.scan_iter(match=f"{limiter.keys.key('user')}:hit:*")) == []
+    assert (limiter.peek("user")).remaining == 3
+    for bad in (-1, math.nan, math.inf, True, "5"):
+        with pytest.raises(InvalidArgument, match="resend_window"):
+            limiter.resend_window = bad

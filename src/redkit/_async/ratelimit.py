@@ -45,6 +45,7 @@ from redkit._core.ratelimit_algorithms import (
     SlidingWindowLog,
     TokenBucket,
     check_cost,
+    positive_number,
 )
 from redkit._core.ttl import non_negative
 from redkit._scripts import script
@@ -69,11 +70,8 @@ class Limiter(Closeable):
 
     #: the algorithm's name (its script is ``ratelimit_<kind>``)
     kind = ""
-    #: Seconds an admitted hit is remembered (a small key in its id's slot, about 130 bytes),
-    #: so that redis-py re-sending it after a lost reply does not count it twice. Re-sends
-    #: come within ``(retries + 1) * socket_timeout`` plus backoff (about 16 s with
-    #: :func:`~redkit.connect`'s defaults); raise this for clients that wait longer.
-    resend_window: float = 30.0
+    #: The default :attr:`resend_window`, seconds.
+    RESEND_WINDOW = 30.0
 
     def __init__(
         self,
@@ -116,6 +114,7 @@ class Limiter(Closeable):
         )
         self.client = client
         self._script = script(f"ratelimit_{algorithm.name}")
+        self.resend_window = self.RESEND_WINDOW
         self._params = algorithm.args()
         self._limit = algorithm.capacity
 
@@ -128,6 +127,25 @@ class Limiter(Closeable):
     def quota(self) -> tuple[int, float]:
         """The policy as (quota, window in seconds), as the RateLimit-Policy field states it."""
         return self.algorithm.policy
+
+    @property
+    def resend_window(self) -> float:
+        """Seconds an admitted hit is remembered, so that redis-py re-sending it after a lost
+        reply does not count it twice (30 by default; 0 turns the records off).
+
+        Each admitted hit leaves a small key in its id's slot (about 130 bytes, and some
+        server time: see the README). Re-sends come within ``(retries + 1) *
+        socket_timeout`` plus backoff, about 16 s with :func:`~redkit.connect`'s defaults;
+        raise this for clients that wait longer.
+        """
+        return self._resend_ms / 1000
+
+    @resend_window.setter
+    def resend_window(self, seconds: float) -> None:
+        if seconds == 0 and not isinstance(seconds, bool):
+            self._resend_ms = 0
+        else:
+            self._resend_ms = max(1, round(positive_number(seconds, "resend_window") * 1000))
 
     @property
     def on_error(self) -> LimiterOnError:
@@ -148,11 +166,11 @@ class Limiter(Closeable):
             return self._without_redis(rkey, cost, True, self.policy.on_error)
         keys: tuple[str, ...] = (rkey,)
         args: tuple[int | str, ...] = (*self._params, cost, 1)
-        if cost:
+        if 0 < cost <= self._limit and self._resend_ms:
             # A random id per hit: the script keeps a record of an admitted hit, and a re-send
             # of the same command (redis-py retries one whose reply timed out) takes nothing.
             keys = (rkey, f"{rkey}{_HIT}{os.urandom(8).hex()}")
-            args = (*args, round(self.resend_window * 1000))
+            args = (*args, self._resend_ms)
         try:
             reply = await self.store.run_batched(self._script, keys, args)
         except RedkitError as exc:
