@@ -388,15 +388,15 @@ MUTANTS += [
     Mutant(
         "limiter keys leave out the parameters",
         "src/redkit/_async/ratelimit.py",
-        'self.keys = KeySpace(f"{self.prefix}:{algorithm.tag}", version)',
-        'self.keys = KeySpace(f"{self.prefix}:{algorithm.name}", version)',
+        'KeySpace(f"{self.prefix}:{algorithm.tag}", version',
+        'KeySpace(f"{self.prefix}:{algorithm.name}", version',
         _LIMITER_STATE,
     ),
     Mutant(
         "limiter keys leave out the algorithm under an explicit prefix",
         "src/redkit/_async/ratelimit.py",
-        'self.keys = KeySpace(f"{self.prefix}:{algorithm.tag}", version)',
-        "self.keys = KeySpace(self.prefix, version)",
+        'KeySpace(f"{self.prefix}:{algorithm.tag}", version',
+        "KeySpace(self.prefix, version",
         _LIMITER_STATE,
     ),
     Mutant(

@@ -50,6 +50,9 @@ class Companion(enum.StrEnum):
 CACHE_ENTRY: tuple[Companion, ...] = (Companion.LOCK,)
 ADAPTIVE_ENTRY: tuple[Companion, ...] = (Companion.LOCK, Companion.STATS)
 LOCK_ENTRY: tuple[Companion, ...] = (Companion.FENCE, Companion.SIGNAL)
+#: A limited key's companions: its hits' records (``<entry key>:hit:<random id>``, one per
+#: admitted hit, each expiring on its own; limiters never sweep).
+LIMITER_ENTRY: tuple[Companion, ...] = (Companion.HIT,)
 NO_COMPANIONS: tuple[Companion, ...] = ()
 
 

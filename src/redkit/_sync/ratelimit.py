@@ -30,7 +30,7 @@ from redkit._sync.store import Store
 from redkit._core.clock import SYSTEM_CLOCK, Clock
 from redkit._core.degradation import LIMITER_ON_ERROR_CHOICES, Degradation, LimiterOnError
 from redkit._core.events import Event, Events
-from redkit._core.keys import Companion, KeyId, KeySpace
+from redkit._core.keys import LIMITER_ENTRY, Companion, KeyId, KeySpace
 from redkit._core.ratelimit import (
     DecidedBy,
     LimiterStats,
@@ -88,7 +88,7 @@ class Limiter(Closeable):
         self.prefix = "ratelimit" if prefix is None else KeySpace(prefix).prefix
         # The algorithm and its parameters are part of every key: limiters that differ in
         # either never read (or trim) each other's state, whatever prefix they were given.
-        self.keys = KeySpace(f"{self.prefix}:{algorithm.tag}", version)
+        self.keys = KeySpace(f"{self.prefix}:{algorithm.tag}", version, kind=LIMITER_ENTRY)
         self.fallback = self._check_fallback(fallback, on_error)
         if on_error is None:
             on_error = "raise" if fallback is None else "fallback"
