@@ -663,6 +663,100 @@ MUTANTS += [
     ),
 ]
 
+# -- rate limiters --
+_LIMITER_STATE = (
+    "tests/async_/test_ratelimit_state.py",
+    "tests/sync/test_ratelimit_state.py",
+)
+_RESEND = ("tests/async_/test_ratelimit_resend.py", "tests/sync/test_ratelimit_resend.py")
+
+MUTANTS += [
+    Mutant(
+        "limiter keys leave out the parameters",
+        "src/redkit/_async/ratelimit.py",
+        'KeySpace(f"{self.prefix}:{algorithm.tag}", version',
+        'KeySpace(f"{self.prefix}:{algorithm.name}", version',
+        _LIMITER_STATE,
+    ),
+    Mutant(
+        "limiter keys leave out the algorithm under an explicit prefix",
+        "src/redkit/_async/ratelimit.py",
+        'KeySpace(f"{self.prefix}:{algorithm.tag}", version',
+        "KeySpace(self.prefix, version",
+        _LIMITER_STATE,
+    ),
+    Mutant(
+        "the sliding counter's key lives one window",
+        "src/redkit/lua/ratelimit_sliding_window_counter.lua",
+        "'PX', math.ceil((start + 2 * window - now) / 1000))",
+        "'PX', math.ceil((start + window - now) / 1000))",
+        _LIMITER_STATE,
+    ),
+    Mutant(
+        "a sliding-log hit removes every expired entry at once",
+        "src/redkit/lua/ratelimit_sliding_window_log.lua",
+        "local removed = math.min(expired, 1000)",
+        "local removed = expired",
+        ("tests/test_ratelimit_twins.py",),
+    ),
+    Mutant(
+        "the sliding log's retry skips the entry that makes room",
+        "src/redkit/lua/ratelimit_sliding_window_log.lua",
+        "mid, mid)[1]) >= target then",
+        "mid, mid)[1]) > target then",
+        ("tests/test_ratelimit_twins.py",),
+    ),
+    Mutant(
+        "hits carry no id (a re-send counts again)",
+        "src/redkit/_async/ratelimit.py",
+        "        if 0 < cost <= self._limit and self._resend_ms:",
+        "        if False:",
+        _RESEND,
+    ),
+    Mutant(
+        "a re-sent fixed-window hit counts again",
+        "src/redkit/lua/ratelimit_fixed_window.lua",
+        "if consume and KEYS[2] and redis.call('EXISTS', KEYS[2]) == 1 then",
+        "if false then",
+        _RESEND,
+    ),
+    Mutant(
+        "a re-sent sliding-log hit counts again",
+        "src/redkit/lua/ratelimit_sliding_window_log.lua",
+        "if consume and KEYS[2] and redis.call('EXISTS', KEYS[2]) == 1 then",
+        "if false then",
+        _RESEND,
+    ),
+    Mutant(
+        "an admitted GCRA hit leaves no record",
+        "src/redkit/lua/ratelimit_gcra.lua",
+        "if KEYS[2] then redis.call('SET', KEYS[2], '1', 'PX', ARGV[6]) end",
+        "",
+        _RESEND,
+    ),
+    Mutant(
+        "forwarded_for takes the left-most entry",
+        "src/redkit/integrations/asgi/ratelimit.py",
+        "ip = _ip(entries[-count])",
+        "ip = _ip(entries[0])",
+        ("tests/test_ratelimit_asgi.py",),
+    ),
+    Mutant(
+        "forwarded_for trusts the header from any peer",
+        "src/redkit/integrations/asgi/ratelimit.py",
+        "if peer_ip is None or not _inside(peer_ip, networks):",
+        "if False:",
+        ("tests/test_ratelimit_asgi.py",),
+    ),
+    Mutant(
+        "header() keys by X-Forwarded-For",
+        "src/redkit/integrations/asgi/ratelimit.py",
+        "if name.strip().lower() in _FORWARDED_HEADERS:",
+        "if False:",
+        ("tests/test_ratelimit_asgi.py",),
+    ),
+]
+
 _PLAIN_SET = ROOT / "src/redkit/lua/plain_set.lua"
 
 # Write-behind (h/wb): dead letters, start-up under OOM, re-sends, the lease check.

@@ -100,16 +100,16 @@ CASES = [
         ],
     ),
     Case(
-        "sliding log: exact over any window, unique stamps, retry at the right entry",
+        "sliding log: exact over any window, one entry per hit, retry at the right entry",
         lambda: SlidingWindowLog(3, 10),
         [
             (0, 1, HIT, (1, 2, 10 * S, 0)),
-            (1 * S, 2, HIT, (1, 0, 10 * S + 1, 0)),
-            (2 * S, 1, HIT, (0, 0, 9 * S + 1, 8 * S)),
-            (2 * S, 4, HIT, (0, 0, 9 * S + 1, -1)),
+            (1 * S, 2, HIT, (1, 0, 10 * S, 0)),  # one entry of cost 2
+            (2 * S, 1, HIT, (0, 0, 9 * S, 8 * S)),
+            (2 * S, 4, HIT, (0, 0, 9 * S, -1)),
             (10 * S, 1, HIT, (1, 0, 10 * S, 0)),
-            (10 * S, 2, HIT, (0, 0, 10 * S, 1 * S + 1)),
-            (10 * S, 2, PEEK, (0, 0, 10 * S, 1 * S + 1)),
+            (10 * S, 2, HIT, (0, 0, 10 * S, 1 * S)),
+            (10 * S, 2, PEEK, (0, 0, 10 * S, 1 * S)),
             (30 * S, 3, PEEK, (1, 3, 0, 0)),
         ],
     ),
@@ -121,6 +121,20 @@ CASES = [
             (0, 1, HIT, (1, 1, 10 * S + 1, 0)),
             (0, 1, HIT, (1, 0, 10 * S + 2, 0)),
             (0, 1, HIT, (0, 0, 10 * S + 2, 10 * S)),
+        ],
+    ),
+    Case(
+        "sliding log: costly hits, the retry waits for the entries the cost needs gone",
+        lambda: SlidingWindowLog(10, 10),
+        [
+            (0, 3, HIT, (1, 7, 10 * S, 0)),
+            (1 * S, 2, HIT, (1, 5, 10 * S, 0)),
+            (2 * S, 4, HIT, (1, 1, 10 * S, 0)),
+            (3 * S, 1, HIT, (1, 0, 10 * S, 0)),
+            (4 * S, 6, HIT, (0, 0, 9 * S, 8 * S)),  # the 3, 2 and 4 must expire
+            (11 * S, 5, HIT, (1, 0, 10 * S, 0)),  # the 3 and the 2 have
+            (11 * S, 1, HIT, (0, 0, 10 * S, 1 * S)),
+            (11 * S, 10, PEEK, (0, 0, 10 * S, 10 * S)),
         ],
     ),
     Case(

@@ -13,6 +13,7 @@ from redis.crc import key_slot
 from redkit._core.keys import (
     ADAPTIVE_ENTRY,
     CACHE_ENTRY,
+    LIMITER_ENTRY,
     LOCK_ENTRY,
     SESSION_ENTRY,
     Companion,
@@ -116,7 +117,7 @@ def test_entry_of_recognises_entries_and_their_kinds_companions_only() -> None:
 
 
 def test_every_companion_belongs_to_a_kind() -> None:
-    kinds = (CACHE_ENTRY, ADAPTIVE_ENTRY, LOCK_ENTRY, SESSION_ENTRY)
+    kinds = (CACHE_ENTRY, ADAPTIVE_ENTRY, LOCK_ENTRY, SESSION_ENTRY, LIMITER_ENTRY)
     assert set(Companion) == set().union(*kinds)
 
 

@@ -58,6 +58,7 @@ def _algorithms() -> st.SearchStrategy[Algorithm]:
     return st.one_of(
         st.builds(FixedWindow, limits, seconds),
         st.builds(SlidingWindowLog, limits, seconds),
+        st.builds(SlidingWindowLog, st.integers(7, 60), seconds),  # longer logs to search
         st.builds(SlidingWindowCounter, limits, seconds),
         st.builds(TokenBucket, limits, st.sampled_from([0.1, 0.5, 1.0, 3.0, 7.3]), seconds),
         st.builds(GCRA, limits, seconds, st.one_of(st.none(), limits)),
@@ -99,6 +100,27 @@ def test_script_and_twin_agree_on_any_sequence(
     for gap, cost, consume in steps:
         now += gap
         assert run_lua(client, algorithm, key, now, cost, consume) == twin.step(now, cost, consume)
+
+
+def test_a_flood_of_expired_log_entries_goes_a_thousand_per_hit_and_never_counts(
+    client: Any,
+) -> None:
+    """1,500 hits a microsecond apart, then a time when 1,201 of them have expired: a hit
+    removes 1,000 (no hit pays for a whole flood), counts only the live 299, and the next
+    denial's retry is found among the live entries behind the 201 expired ones left."""
+    algorithm = SlidingWindowLog(5000, 10)
+    key = "twins:{flood}"
+    client.delete(key)
+    twin = Twin(algorithm)
+    for i in range(1500):
+        assert run_lua(client, algorithm, key, T0 + i, 1, True) == twin.step(T0 + i, 1, True)
+    now = T0 + 10 * S + 1200
+    assert run_lua(client, algorithm, key, now, 1, True) == twin.step(now, 1, True)
+    assert twin.step(now, 0, False).remaining == 5000 - 300
+    assert client.zcard(key) == 1500 - 1000 + 1
+    denied = run_lua(client, algorithm, key, now, 4701, True)
+    assert denied == twin.step(now, 4701, True) == (0, 4700, 10 * S, 1)
+    assert client.zcard(key) == 300  # the denied hit removed the 201 left, added nothing
 
 
 _CLIENTS: dict[str, Any] = {}

@@ -205,7 +205,7 @@ def test_the_limit_and_quota_describe_each_algorithm(client: Any) -> None:
     assert TokenBucketLimiter(client, 10, 2.0).quota == (10, 5.0)
     gcra = GCRALimiter(client, 10, 60, burst=3)
     assert gcra.limit == 3 and gcra.quota == (10, 60.0)
-    assert repr(gcra) == "<GCRALimiter 'ratelimit:gcra:' limit=3>"
+    assert repr(gcra) == "<GCRALimiter 'ratelimit:gcra:10/60s:3:' limit=3>"
 
 
 # -- the decorator ---------------------------------------------------------------------------

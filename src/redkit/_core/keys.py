@@ -47,6 +47,10 @@ class Companion(enum.StrEnum):
     #: what a rotation or destroy left of a session for a short while (its token, and the
     #: data it moved), so that redis-py's re-send of the same call gets the same answer
     GONE = "gone"
+    # -- rate limiters --
+    #: ``<entry key>:hit:<random id>``: the record of one admitted hit, so that a hit redis-py
+    #: re-sends after a lost reply is not counted again; expires after a short while
+    HIT = "hit"
 
 
 #: The companions each kind of entry has. A KeySpace is made for one kind; its sweeps and
@@ -55,6 +59,9 @@ CACHE_ENTRY: tuple[Companion, ...] = (Companion.LOCK,)
 ADAPTIVE_ENTRY: tuple[Companion, ...] = (Companion.LOCK, Companion.STATS)
 LOCK_ENTRY: tuple[Companion, ...] = (Companion.FENCE, Companion.SIGNAL, Companion.RELEASED)
 SESSION_ENTRY: tuple[Companion, ...] = (Companion.GONE,)
+#: A limited key's companions: its hits' records (``<entry key>:hit:<random id>``, one per
+#: admitted hit, each expiring on its own; limiters never sweep).
+LIMITER_ENTRY: tuple[Companion, ...] = (Companion.HIT,)
 NO_COMPANIONS: tuple[Companion, ...] = ()
 
 

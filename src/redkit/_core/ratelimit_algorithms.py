@@ -16,7 +16,7 @@ scripts, an injected clock in-process.
 from __future__ import annotations
 
 import math
-from bisect import bisect_right
+from bisect import bisect_left, bisect_right
 from typing import Any, NamedTuple
 
 from redkit.errors import InvalidArgument
@@ -94,6 +94,15 @@ def _ceil(value: float) -> int:
     return math.ceil(value)
 
 
+def span(us: int) -> str:
+    """A duration of ``us`` microseconds as key text: ``60s``, ``500ms`` or ``2500us``."""
+    if us % US == 0:
+        return f"{us // US}s"
+    if us % 1000 == 0:
+        return f"{us // 1000}ms"
+    return f"{us}us"
+
+
 class FixedWindow:
     """At most ``limit`` per window; a window starts with the first hit after the last ended.
 
@@ -121,6 +130,11 @@ class FixedWindow:
         """The script's leading ARGV (the parameters), before cost and consume."""
         return [self.limit, self.window_us]
 
+    @property
+    def tag(self) -> str:
+        """The algorithm and its parameters, as the keys name them: ``name:limit/window``."""
+        return f"{self.name}:{self.limit}/{span(self.window_us)}"
+
     def step(self, state: Any, now: int, cost: int, consume: bool) -> Step:
         limit, window = self.limit, self.window_us
         start, count = now, 0
@@ -140,10 +154,16 @@ class FixedWindow:
 
 
 class SlidingWindowLog:
-    """At most ``limit`` in any window of ``window`` seconds: one timestamp per unit of cost.
+    """At most ``limit`` in any window of ``window`` seconds: one entry per admitted hit.
 
-    State: the sorted stamps (microseconds); stored as a sorted set. Stamps are unique: one
-    landing on or before the newest is moved to just after it.
+    State: the entries ``(stamp, total, cost)`` in stamp order, ``total`` being the running
+    sum of the admitted costs (the entry's included); stored as a sorted set of
+    ``"total:cost"`` scored by stamp. Stamps are unique: one landing on or before the newest
+    is moved to just after it. The count in the window is the live entries' total cost, from
+    the first and last live entries alone, whatever the costs. (The script removes at most
+    1000 expired entries per hit and keeps the running total of expired ones; here every
+    expired entry goes at once and the total may start again from 0: the verdicts depend
+    only on differences of totals, so they are the same.)
     """
 
     name = "sliding_window_log"
@@ -165,25 +185,33 @@ class SlidingWindowLog:
     def args(self) -> list[int | str]:
         return [self.limit, self.window_us]
 
+    @property
+    def tag(self) -> str:
+        """The algorithm and its parameters, as the keys name them: ``name:limit/window``."""
+        return f"{self.name}:{self.limit}/{span(self.window_us)}"
+
     def step(self, state: Any, now: int, cost: int, consume: bool) -> Step:
         limit, window = self.limit, self.window_us
-        stamps: list[int] = list(state) if state is not None else []
-        del stamps[: bisect_right(stamps, now - window)]  # expired: stamp <= now - window
-        count = len(stamps)
-        reset = stamps[-1] + window - now if count else 0
+        entries: list[tuple[int, int, int]] = list(state) if state is not None else []
+        # expired: stamp <= now - window
+        del entries[: bisect_right(entries, (now - window, _EXACT, _EXACT))]
+        count = entries[-1][1] - entries[0][1] + entries[0][2] if entries else 0
+        reset = entries[-1][0] + window - now if count else 0
         if cost > limit:
             return Step(None, 0, Verdict(0, limit - count, reset, -1))
         if count + cost <= limit:
             if consume and cost > 0:
-                first = now if not count else max(now, stamps[-1] + 1)
-                stamps.extend(range(first, first + cost))
+                stamp = max(now, entries[-1][0] + 1) if entries else now
+                total = (entries[-1][1] if entries else 0) + cost
+                entries.append((stamp, total, cost))
                 count += cost
-                reset = stamps[-1] + window - now
-                return Step(stamps, reset, Verdict(1, limit - count, reset, 0))
+                reset = stamp + window - now
+                return Step(entries, reset, Verdict(1, limit - count, reset, 0))
             return Step(None, 0, Verdict(1, limit - count, reset, 0))
-        # the stamp whose expiry leaves room for ``cost``
-        retry = stamps[count + cost - limit - 1] + window - now
-        return Step(None, 0, Verdict(0, limit - count, reset, retry))
+        # the oldest entry whose expiry leaves room for ``cost``
+        target = entries[-1][1] + cost - limit
+        entry = entries[bisect_left([e[1] for e in entries], target)]
+        return Step(None, 0, Verdict(0, limit - count, reset, entry[0] + window - now))
 
 
 class SlidingWindowCounter:
@@ -214,6 +242,11 @@ class SlidingWindowCounter:
 
     def args(self) -> list[int | str]:
         return [self.limit, self.window_us]
+
+    @property
+    def tag(self) -> str:
+        """The algorithm and its parameters, as the keys name them: ``name:limit/window``."""
+        return f"{self.name}:{self.limit}/{span(self.window_us)}"
 
     def step(self, state: Any, now: int, cost: int, consume: bool) -> Step:
         limit, window = self.limit, self.window_us
@@ -303,6 +336,11 @@ class TokenBucket:
     def args(self) -> list[int | str]:
         return [self.capacity, repr(self.refill_rate), self.interval_us]
 
+    @property
+    def tag(self) -> str:
+        """``token_bucket:capacity:rate/interval``, as the keys name it."""
+        return f"{self.name}:{self.capacity}:{self.refill_rate!r}/{span(self.interval_us)}"
+
     def step(self, state: Any, now: int, cost: int, consume: bool) -> Step:
         capacity, rate, interval = self.capacity, self.refill_rate, self.interval_us
         base_tokens, base_ts = float(capacity), now
@@ -357,6 +395,11 @@ class GCRA:
 
     def args(self) -> list[int | str]:
         return [self.limit, self.period_us, self.burst]
+
+    @property
+    def tag(self) -> str:
+        """``gcra:limit/period:burst``, as the keys name it."""
+        return f"{self.name}:{self.limit}/{span(self.period_us)}:{self.burst}"
 
     def step(self, state: Any, now: int, cost: int, consume: bool) -> Step:
         limit, period = self.limit, self.period_us

@@ -3,7 +3,9 @@
 
 Every limiter has ``hit(key, cost=1)``, ``peek(key, cost=1)`` and ``reset(key)``; ``hit`` and
 ``peek`` return a :class:`~redkit._core.ratelimit.RateLimitResult`. Keys are
-``prefix:{id}`` (the id is the hash tag), and each key expires once its state no longer
+``prefix:<algorithm>:<parameters>:{id}`` (``ratelimit:fixed_window:100/60s:{alice}``; the id
+is the hash tag), so limiters that differ in algorithm or parameters never share state, and
+limiters configured alike share it on purpose. Each key expires once its state no longer
 matters. The arithmetic lives in ``redkit/lua/ratelimit_*.lua``; its in-process twin in
 :mod:`redkit._core.ratelimit_algorithms` serves the ``fallback=`` limiters.
 
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 from collections.abc import Awaitable, Callable
 from typing import Any, ParamSpec, TypeVar, overload
 
@@ -27,7 +30,7 @@ from redkit._sync.store import Store
 from redkit._core.clock import SYSTEM_CLOCK, Clock
 from redkit._core.degradation import LIMITER_ON_ERROR_CHOICES, Degradation, LimiterOnError
 from redkit._core.events import Event, Events
-from redkit._core.keys import KeyId, KeySpace
+from redkit._core.keys import LIMITER_ENTRY, Companion, KeyId, KeySpace
 from redkit._core.ratelimit import (
     DecidedBy,
     LimiterStats,
@@ -43,6 +46,7 @@ from redkit._core.ratelimit_algorithms import (
     SlidingWindowLog,
     TokenBucket,
     check_cost,
+    positive_number,
 )
 from redkit._core.ttl import non_negative
 from redkit._scripts import script
@@ -52,6 +56,9 @@ import inspect
 
 logger = logging.getLogger("redkit.ratelimit")
 
+#: A hit's record is ``<key>:hit:<random id>`` (see :attr:`Limiter.resend_window`).
+_HIT = f":{Companion.HIT.value}:"
+
 P = ParamSpec("P")
 R = TypeVar("R")
 
@@ -59,8 +66,10 @@ R = TypeVar("R")
 class Limiter(Closeable):
     """What the five limiters share; see the module docstring. Not made directly."""
 
-    #: the algorithm's name, the default key prefix's last part, and its script
+    #: the algorithm's name (its script is ``ratelimit_<kind>``)
     kind = ""
+    #: The default :attr:`resend_window`, seconds.
+    RESEND_WINDOW = 30.0
 
     def __init__(
         self,
@@ -75,7 +84,11 @@ class Limiter(Closeable):
         clock: Clock,
     ) -> None:
         self.algorithm = algorithm
-        self.keys = KeySpace(f"ratelimit:{self.kind}" if prefix is None else prefix, version)
+        #: the prefix given (or ``"ratelimit"``); keys are ``prefix:<algorithm tag>:{id}``
+        self.prefix = "ratelimit" if prefix is None else KeySpace(prefix).prefix
+        # The algorithm and its parameters are part of every key: limiters that differ in
+        # either never read (or trim) each other's state, whatever prefix they were given.
+        self.keys = KeySpace(f"{self.prefix}:{algorithm.tag}", version, kind=LIMITER_ENTRY)
         self.fallback = self._check_fallback(fallback, on_error)
         if on_error is None:
             on_error = "raise" if fallback is None else "fallback"
@@ -96,6 +109,7 @@ class Limiter(Closeable):
         )
         self.client = client
         self._script = script(f"ratelimit_{algorithm.name}")
+        self.resend_window = self.RESEND_WINDOW
         self._params = algorithm.args()
         self._limit = algorithm.capacity
 
@@ -110,6 +124,25 @@ class Limiter(Closeable):
         return self.algorithm.policy
 
     @property
+    def resend_window(self) -> float:
+        """Seconds an admitted hit is remembered, so that redis-py re-sending it after a lost
+        reply does not count it twice (30 by default; 0 turns the records off).
+
+        Each admitted hit leaves a small key in its id's slot (about 130 bytes, and some
+        server time: see the README). Re-sends come within ``(retries + 1) *
+        socket_timeout`` plus backoff, about 16 s with :func:`~redkit.connect`'s defaults;
+        raise this for clients that wait longer.
+        """
+        return self._resend_ms / 1000
+
+    @resend_window.setter
+    def resend_window(self, seconds: float) -> None:
+        if seconds == 0 and not isinstance(seconds, bool):
+            self._resend_ms = 0
+        else:
+            self._resend_ms = max(1, round(positive_number(seconds, "resend_window") * 1000))
+
+    @property
     def on_error(self) -> LimiterOnError:
         """What a Redis failure does: ``"raise"``, ``"allow"``, ``"deny"`` or ``"fallback"``."""
         return self.policy.on_error
@@ -118,15 +151,23 @@ class Limiter(Closeable):
         """Take ``cost`` from ``key``'s allowance if it fits: one script, one round trip.
 
         A denied hit takes nothing. A cost above :attr:`limit` is denied with
-        ``retry_after=None`` and leaves the key as it was.
+        ``retry_after=None`` and leaves the key as it was. A hit is counted once even when
+        redis-py re-sends it after a lost reply, within :attr:`resend_window`.
         """
         if type(cost) is not int or cost < 0:
             cost = check_cost(cost)
         rkey = self.keys.key(key)
         if self.policy.is_open():
             return self._without_redis(rkey, cost, True, self.policy.on_error)
+        keys: tuple[str, ...] = (rkey,)
+        args: tuple[int | str, ...] = (*self._params, cost, 1)
+        if 0 < cost <= self._limit and self._resend_ms:
+            # A random id per hit: the script keeps a record of an admitted hit, and a re-send
+            # of the same command (redis-py retries one whose reply timed out) takes nothing.
+            keys = (rkey, f"{rkey}{_HIT}{os.urandom(8).hex()}")
+            args = (*args, self._resend_ms)
         try:
-            reply = self.store.run_batched(self._script, (rkey,), (*self._params, cost, 1))
+            reply = self.store.run_batched(self._script, keys, args)
         except RedkitError as exc:
             return self._without_redis(rkey, cost, True, self.policy.decision_failed(exc))
         result = result_of(reply, self._limit)
@@ -255,9 +296,10 @@ class FixedWindowLimiter(WindowLimiter):
 
 
 class SlidingWindowLogLimiter(WindowLimiter):
-    """At most ``limit`` hits in any span of ``window`` seconds, exactly: one sorted-set entry
-    per unit of cost (memory grows with the limit). Expired entries are removed, the rest
-    counted and the new ones added in one script, so concurrent callers never overshoot."""
+    """At most ``limit`` in any span of ``window`` seconds, exactly: one sorted-set entry per
+    admitted hit, whatever its cost (memory grows with the hits in a window; a hit's server
+    time is O(log n) however large its cost). Expired entries are removed, the rest counted
+    and the new one added in one script, so concurrent callers never overshoot."""
 
     kind = "sliding_window_log"
     algorithm_type = SlidingWindowLog

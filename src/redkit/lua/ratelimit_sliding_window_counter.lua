@@ -6,10 +6,15 @@
 -- exact when the previous window's hits were evenly spread.
 -- Time is the server's (TIME, microseconds). Twin: redkit._core.ratelimit_algorithms.SlidingWindowCounter.
 -- KEYS[1]  the limited key; value "start:previous:current" (start in microseconds)
+-- KEYS[2]  (hits only, optional) this hit's record, "<KEYS[1]>:hit:<random id>": written when
+--          the hit takes its cost, for ARGV[5] ms. redis-py re-sends a command whose reply
+--          timed out even when the server ran it; the re-sent hit finds its record and takes
+--          nothing again (it answers as a look at the allowance left).
 -- ARGV[1]  limit (int >= 1)
 -- ARGV[2]  window, microseconds (int >= 1)
 -- ARGV[3]  cost (int >= 0)
 -- ARGV[4]  1 to consume the cost (a hit), 0 to only look (a peek)
+-- ARGV[5]  (with KEYS[2]) how long the record lives, milliseconds
 -- Returns  {allowed 1/0, remaining, reset_after_us, retry_after_us}; retry_after_us is 0 when
 --          allowed and -1 when the cost exceeds the limit (it never fits); nothing is written
 --          unless a cost above 0 is consumed.
@@ -18,6 +23,7 @@ local t = redis.call('TIME')
 local now = t[1] * 1000000 + t[2]
 local limit, window = tonumber(ARGV[1]), tonumber(ARGV[2])
 local cost, consume = tonumber(ARGV[3]), ARGV[4] == '1'
+if consume and KEYS[2] and redis.call('EXISTS', KEYS[2]) == 1 then cost = 0 end -- a re-send
 local start, prev, cur = now, 0, 0
 local v = redis.call('GET', KEYS[1])
 if v then
@@ -59,6 +65,7 @@ if cost > limit then
 end
 if used + cost <= limit then
   if consume and cost > 0 then
+    if KEYS[2] then redis.call('SET', KEYS[2], '1', 'PX', ARGV[5]) end
     cur = cur + cost
     redis.call('SET', KEYS[1], string.format('%d:%d:%d', start, prev, cur),
       'PX', math.ceil((start + 2 * window - now) / 1000))

@@ -1,8 +1,9 @@
 """``RateLimitMiddleware``: rate limiting for any ASGI app (Starlette, FastAPI, ...).
 
 Pure ASGI, no framework imports. Each HTTP request takes ``cost`` from the allowance of its
-key (by default the client's address; :func:`header` keys by a request header; any function
-of the ASGI scope works). A denied request gets ``429 Too Many Requests`` with
+key (by default the client's address; :func:`forwarded_for` keys by the address your proxies
+saw, :func:`header` by a request header such as an API key; any function of the ASGI scope
+works). A denied request gets ``429 Too Many Requests`` with
 ``Retry-After`` and an ``application/problem+json`` body of type ``quota-exceeded``; every
 limited response carries the ``RateLimit-Policy`` and ``RateLimit`` fields of
 draft-ietf-httpapi-ratelimit-headers (draft 11)::
@@ -19,9 +20,10 @@ end of ``t``, as the draft asks).
 from __future__ import annotations
 
 import inspect
+import ipaddress
 import math
 import re
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from typing import Any
 
 import orjson
@@ -44,19 +46,34 @@ CostFunc = Callable[[Scope], int | Awaitable[int]]
 _SF_STRING = re.compile(r"^[\x20-\x7e]*$")
 _QUOTA_EXCEEDED = "https://iana.org/assignments/http-problem-types#quota-exceeded"
 
-__all__ = ["RateLimitMiddleware", "client_address", "header"]
+__all__ = ["RateLimitMiddleware", "client_address", "forwarded_for", "header"]
+
+#: Headers that carry addresses appended by proxies (see :func:`forwarded_for`).
+_FORWARDED_HEADERS = {"x-forwarded-for", "forwarded"}
 
 
 def client_address(scope: Scope) -> str:
     """The client's IP address (``scope["client"]``), or ``"unknown"`` when the server gives
-    none. Behind a proxy this is the proxy: key by a header the proxy sets instead."""
+    none. Behind a proxy this is the proxy: key by :func:`forwarded_for` instead."""
     client = scope.get("client")
     return str(client[0]) if client else "unknown"
 
 
 def header(name: str) -> Callable[[Scope], str]:
     """A key function: the value of request header ``name``, or the client's address when the
-    request has none (so leaving the header out does not escape the limit)."""
+    request has none (so leaving the header out does not escape the limit).
+
+    For a header the client itself chooses (an API key). Not for forwarded addresses: a
+    client can put anything in front of what its proxies append, and each made-up value
+    would get an allowance of its own; ``X-Forwarded-For`` and ``Forwarded`` are refused
+    here, use :func:`forwarded_for`.
+    """
+    if name.strip().lower() in _FORWARDED_HEADERS:
+        raise ConfigurationError(
+            f"header({name!r}) would key by a value the client can make up: use "
+            "forwarded_for(proxies=N) or forwarded_for(trusted=[networks]), which take the "
+            "address your own proxies saw"
+        )
     wanted = name.lower().encode("latin-1")
 
     def key(scope: Scope) -> str:
@@ -67,6 +84,123 @@ def header(name: str) -> Callable[[Scope], str]:
 
     key.__qualname__ = f"header({name!r})"
     return key
+
+
+def forwarded_for(
+    proxies: int | None = None,
+    *,
+    trusted: Iterable[str] | None = None,
+    header: str = "X-Forwarded-For",
+) -> Callable[[Scope], str]:
+    """A key function: the client's address as your own proxies saw it, from ``header``.
+
+    Each proxy appends the address it received the request from, after whatever the client
+    sent; only the right-most entries are trustworthy. Say how many to trust, one way:
+
+    - ``proxies=N`` (default 1): N proxies of yours stand in front of the app; the address
+      is the N-th entry from the right (the one your outermost proxy appended).
+    - ``trusted=[networks]`` (``"10.0.0.0/8"``, ``"127.0.0.1"``...): the peer must be in one
+      of them (else the header is ignored); the address is the right-most entry outside
+      them (the left-most entry when all of them are inside).
+
+    The chosen entry must be an IP address (a port or IPv6 brackets are stripped); when it
+    is not, or the header is missing or shorter than ``N``, the peer's address is the key
+    (:func:`client_address`). Several header lines are read as one list, in order.
+    ``header="Forwarded"`` reads the ``for=`` parameters of RFC 7239.
+    """
+    if trusted is not None:
+        if proxies is not None:
+            raise ConfigurationError("forwarded_for: give proxies= or trusted=, not both")
+        networks = _networks(trusted)
+        count = 0
+    else:
+        count = 1 if proxies is None else proxies
+        if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+            raise ConfigurationError(f"forwarded_for: proxies must be an int >= 1, got {proxies!r}")
+        networks = ()
+    if not isinstance(header, str) or not header.strip():
+        raise ConfigurationError(f"forwarded_for: header must be a header name, got {header!r}")
+    wanted = header.strip().lower().encode("latin-1")
+    rfc7239 = wanted == b"forwarded"
+
+    def key(scope: Scope) -> str:
+        peer = client_address(scope)
+        entries: list[str] = []
+        for field, value in scope.get("headers") or ():
+            if field.lower() == wanted:
+                entries += value.decode("latin-1").split(",")
+        if rfc7239:
+            entries = [_for_param(entry) for entry in entries]
+        if networks:
+            peer_ip = _ip(peer)
+            if peer_ip is None or not _inside(peer_ip, networks):
+                return peer  # not from our proxies: the header is the client's own
+            chosen = None
+            for entry in reversed(entries):
+                ip = _ip(entry)
+                if ip is None:
+                    return peer  # garbage where our proxies write: trust none of it
+                chosen = ip
+                if not _inside(ip, networks):
+                    break
+            return peer if chosen is None else str(chosen)
+        if len(entries) < count:
+            return peer
+        ip = _ip(entries[-count])
+        return peer if ip is None else str(ip)
+
+    key.__qualname__ = (
+        f"forwarded_for(trusted={sorted(map(str, networks))!r}, header={header!r})"
+        if networks
+        else f"forwarded_for(proxies={count}, header={header!r})"
+    )
+    return key
+
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def _networks(trusted: Iterable[str]) -> tuple[IPNetwork, ...]:
+    if isinstance(trusted, str):
+        trusted = [trusted]
+    try:
+        networks = tuple(ipaddress.ip_network(str(net).strip(), strict=False) for net in trusted)
+    except (TypeError, ValueError) as exc:
+        raise ConfigurationError(f"forwarded_for: trusted must be IP networks: {exc}") from None
+    if not networks:
+        raise ConfigurationError("forwarded_for: trusted names no network")
+    return networks
+
+
+def _inside(ip: IPAddress, networks: tuple[IPNetwork, ...]) -> bool:
+    return any(ip.version == net.version and ip in net for net in networks)
+
+
+def _for_param(element: str) -> str:
+    """The ``for=`` value of one ``Forwarded`` element (RFC 7239), unquoted; "" if none."""
+    for pair in element.split(";"):
+        name, _, value = pair.strip().partition("=")
+        if name.strip().lower() == "for":
+            return value.strip().strip('"')
+    return ""
+
+
+def _ip(text: str) -> IPAddress | None:
+    """The IP address in a forwarded entry (``1.2.3.4``, ``1.2.3.4:80``, ``[::1]:80``,
+    ``::1``), IPv4-mapped IPv6 as IPv4; None when it is not one."""
+    text = text.strip()
+    if text.startswith("["):
+        text = text[1 : text.find("]")] if "]" in text else ""
+    elif text.count(":") == 1:
+        text = text.split(":", 1)[0]
+    try:
+        ip = ipaddress.ip_address(text)
+    except ValueError:
+        return None
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        return ip.ipv4_mapped
+    return ip
 
 
 class RateLimitMiddleware:
