@@ -255,6 +255,24 @@ MUTANTS += [
     ),
 ]
 
+# The read batchers' cap on the keys of one MGET.
+MUTANTS += [
+    Mutant(
+        "the async read batcher ignores max_batch",
+        "src/redkit/_async/read_batcher.py",
+        "            if len(self._pending) >= self._max_batch:\n                self._flush()",
+        "            pass",
+        ("tests/test_read_batcher.py::test_no_request_carries_more_than_max_batch_keys",),
+    ),
+    Mutant(
+        "the thread read batcher ignores max_batch",
+        "src/redkit/_async/read_batcher.py",
+        "            if len(self._pending) <= self._max_batch:",
+        "            if True:",
+        ("tests/test_thread_batching.py::test_no_request_carries_more_than_max_batch_keys",),
+    ),
+]
+
 # TieredCache and AdaptiveTTLCache guards.
 _TIERED = ("tests/async_/test_tiered.py", "tests/sync/test_tiered.py")
 _PROCESSES = (

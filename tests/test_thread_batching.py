@@ -20,8 +20,8 @@ import redkit
 from redkit._compat import Gate
 from redkit._sync.read_batcher import ReadBatcher
 from redkit.errors import BackendUnavailable
-from tests._compat import Event, hold_first_get, start, wait_until
-from tests.servers import commandstats, reset_commandstats
+from tests._compat import Event, hold_first_get, intercept, start, wait_until
+from tests.servers import commandstats, flush_all, reset_commandstats
 
 
 @pytest.fixture
@@ -254,3 +254,33 @@ def test_many_threads_reading_one_key_share_requests(sclient: Any, redis_url: st
     assert first.result() == "v" and [r.result() for r in readers] == ["v"] * 20
     stats = commandstats(redis_url)
     assert stats.get("get", 0) + stats.get("mget", 0) <= 1
+
+
+def test_no_request_carries_more_than_max_batch_keys(standalone_server: Any) -> None:
+    """Reads that queued up behind a request leave as several MGETs of at most ``max_batch``
+    keys each."""
+    flush_all(standalone_server.url)
+    client = redkit.connect(standalone_server.url)
+    client.mset({f"k{i}": i for i in range(10)})
+    sizes: list[int] = []
+
+    def recording(real: Any) -> Any:
+        def send(*args: Any, **kwargs: Any) -> Any:
+            if args[0] == "MGET":
+                sizes.append(len(args) - 1)
+            return real(*args, **kwargs)
+
+        return send
+
+    answered, release = held(client)
+    intercept(client, recording)
+    batcher = ReadBatcher(client, cluster=False, gate=Gate(10), max_batch=4)
+    first = start(lambda: batcher.get("first"))
+    answered.wait()
+    readers = [start(lambda i=i: batcher.get(f"k{i}")) for i in range(10)]
+    wait_until(lambda: len(batcher._pending) == 10)
+    release.set()
+    assert first.result() is None
+    assert [r.result() for r in readers] == [str(i).encode() for i in range(10)]
+    assert sum(sizes) == 10 and max(sizes) <= 4, f"MGET sizes {sizes}"
+    client.close()
