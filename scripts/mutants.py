@@ -273,6 +273,24 @@ MUTANTS += [
     ),
 ]
 
+# Lanes and RESP3 maintenance notifications.
+MUTANTS += [
+    Mutant(
+        "lanes with RESP3 maintenance notifications",
+        "src/redkit/_redis_compat.py",
+        "    return not (callable(notifications) and notifications())",
+        "    return True",
+        ("tests/test_lanes.py",),
+    ),
+    Mutant(
+        "a lane marked for reconnection keeps its connection",
+        "src/redkit/_lanes.py",
+        "            if not self._owns(conn) or marked_for_reconnect(conn):",
+        "            if not self._owns(conn):",
+        ("tests/test_lanes.py",),
+    ),
+]
+
 # TieredCache and AdaptiveTTLCache guards.
 _TIERED = ("tests/async_/test_tiered.py", "tests/sync/test_tiered.py")
 _PROCESSES = (

@@ -15,6 +15,8 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+import redis
+import redis.cluster
 
 import redkit
 from redkit._compat import Gate
@@ -24,9 +26,20 @@ from tests._compat import Event, hold_first_get, intercept, start, wait_until
 from tests.servers import commandstats, flush_all, reset_commandstats
 
 
+pytestmark = pytest.mark.protocols
+
+
 @pytest.fixture
-def sclient(redis_url: str) -> Iterator[Any]:
-    client = redkit.connect(redis_url)
+def sclient(redis_url: str, protocol: int | None) -> Iterator[Any]:
+    """redkit's client (redis-py's default protocol), or a redis-py client asking for
+    ``protocol`` (RESP3: maintenance notifications on, so no lanes)."""
+    if protocol is None:
+        client = redkit.connect(redis_url)
+    elif redis_url.startswith("redis+cluster://"):
+        host, port = redis_url.split("://")[1].split(",")[0].rsplit(":", 1)
+        client = redis.cluster.RedisCluster(host=host, port=int(port), protocol=protocol)
+    else:
+        client = redis.Redis.from_url(redis_url, protocol=protocol)
     yield client
     client.close()
 

@@ -19,7 +19,9 @@ Rules that keep a lane as safe as a pooled connection:
   bounded pool); the rest go back to the pool, so the client's other users keep theirs;
 - a lane its pool no longer owns goes back to the pool before use: behind Sentinel, once the
   pool has learnt of a new master, a lane still connected to the old one is dropped, as
-  redis-py drops its idle connections then;
+  redis-py drops its idle connections then; so does a lane a maintenance notification
+  (RESP3 ``MOVING``) marked for reconnection, before use and after its command, as
+  ``execute_command`` and the pool's ``release`` do;
 - after ``os.fork()`` the parent's lanes are dropped (never used, never closed), as redis-py
   resets its pool;
 - a lane idle for over :data:`PROBE_AFTER` seconds is probed before use, as the pool probes
@@ -45,7 +47,7 @@ from typing import Any
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 
-from redkit._redis_compat import lanes_allowed, pool_size
+from redkit._redis_compat import lanes_allowed, marked_for_reconnect, pool_size
 
 #: Lanes kept checked out between commands, per client: at most this many, and at most an
 #: eighth of a bounded pool (none for a pool of fewer than 8 connections).
@@ -86,7 +88,9 @@ class Lanes:
         except IndexError:
             conn = self._pool.get_connection()
         else:
-            if not self._owns(conn):  # a new Sentinel master: the pool drops the old one's
+            if not self._owns(conn) or marked_for_reconnect(conn):
+                # A new Sentinel master (the pool drops the old one's), or a maintenance
+                # notification (MOVING) marked it: the pool disconnects it on release.
                 self._pool.release(conn)
                 conn = self._pool.get_connection()
             elif time.monotonic() - since > self._probe_after:
@@ -107,7 +111,7 @@ class Lanes:
 
     def _put_back(self, conn: Any) -> None:
         idle = self._idle
-        if len(idle) < self._max_idle and conn.pid == self._pid:
+        if len(idle) < self._max_idle and conn.pid == self._pid and not marked_for_reconnect(conn):
             idle.append((conn, time.monotonic()))
         else:
             self._pool.release(conn)

@@ -505,6 +505,18 @@ def lanes_allowed(client: object) -> bool:
     return not (callable(notifications) and notifications())
 
 
+def marked_for_reconnect(conn: Any) -> bool:
+    """Whether a maintenance notification marked sync connection ``conn`` for reconnection.
+
+    Why: redis-py 8 marks the pool's connections in use when a RESP3 ``MOVING`` notification
+    arrives (``mark_for_reconnect``); ``execute_command`` and the pool's ``release`` then
+    disconnect them. Lanes bypass both, so they check the mark themselves. Older redis-py
+    has no such notifications (and no ``should_reconnect``).
+    """
+    marked = getattr(conn, "should_reconnect", None)
+    return bool(marked()) if marked is not None else False
+
+
 # --------------------------------------------------------------------------- tracking
 
 
@@ -621,6 +633,7 @@ __all__ = [
     "interrupt_connection",
     "is_async_client",
     "is_connected",
+    "marked_for_reconnect",
     "pool_size",
     "retry_policy",
     "sentinel_master_pool",
