@@ -100,8 +100,8 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 @pytest.fixture
 def protocol() -> int | None:
     """The RESP version a test's clients ask for: None (redis-py's default) unless the test
-    is marked ``protocols``, which runs it with the default, 2 and 3 in turn (only those tests: the axis
-    would double the whole suite)."""
+    is marked ``protocols``, which runs it with the default, 2 and 3 in turn (only those
+    tests: the axis would double the whole suite)."""
     return None
 
 

@@ -25,7 +25,6 @@ from redkit.errors import BackendUnavailable
 from tests._compat import Event, hold_first_get, intercept, start, wait_until
 from tests.servers import commandstats, flush_all, reset_commandstats
 
-
 pytestmark = pytest.mark.protocols
 
 
