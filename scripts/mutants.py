@@ -346,6 +346,16 @@ MUTANTS += [
         _STORM,
     ),
     Mutant(
+        "a disconnect interrupted halfway is left half done",
+        "src/redkit/_redis_compat.py",
+        "            if _sync_connected(self):\n                _finish_disconnect(self)",
+        "            if False:\n                _finish_disconnect(self)",
+        (
+            "tests/test_interrupts.py::"
+            "test_a_disconnect_interrupted_halfway_leaves_no_broken_connection",
+        ),
+    ),
+    Mutant(
         "a hold whose release was interrupted blocks its thread for good",
         "src/redkit/_async/lock.py",
         "        if hold is not None and expired and not self.auto_extend:",

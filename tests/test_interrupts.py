@@ -14,6 +14,7 @@ from __future__ import annotations
 import dis
 import functools
 import itertools
+import linecache
 import random
 import signal
 import sys
@@ -271,5 +272,44 @@ def test_every_pattern_answers_after_interrupts_at_random_moments(url: str, seed
         late = answers_from_threads(patterns)
         assert late == [], "\n".join(late)
         patterns.check(0)  # the interrupted thread itself too
+    finally:
+        client.close()
+
+
+def test_a_disconnect_interrupted_halfway_leaves_no_broken_connection(url: str) -> None:
+    """redis-py's ``disconnect()`` resets the parser before it drops the socket: an interrupt
+    in between leaves a connection that looks open and cannot read. redkit's connections
+    finish such a disconnect, so the pool never hands that connection out."""
+    from redis._parsers import _RESP3Parser
+
+    client = redkit.connect(url)
+    # the pure-Python parser: hiredis's happens to refuse a read without its reader
+    client.connection_pool.connection_kwargs["parser_class"] = _RESP3Parser
+    try:
+        assert client.ping()
+        conn = client.connection_pool._available_connections[0]
+
+        def tracer(frame: FrameType, event: str, arg: Any) -> Any:
+            if frame.f_code.co_name != "disconnect" or "redis" not in frame.f_code.co_filename:
+                return None
+
+            def local(frame: FrameType, event: str, arg: Any) -> Any:
+                line = linecache.getline(frame.f_code.co_filename, frame.f_lineno)
+                if event == "line" and "conn_sock = self._sock" in line:
+                    sys.settrace(None)
+                    raise Interrupt
+                return local
+
+            return local
+
+        sys.settrace(tracer)
+        try:
+            with pytest.raises(Interrupt):
+                conn.disconnect()
+        finally:
+            sys.settrace(None)
+        for _ in range(3):
+            assert client.ping()
+            assert client.get("k") is None
     finally:
         client.close()
