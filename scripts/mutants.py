@@ -266,8 +266,8 @@ MUTANTS += [
     Mutant(
         "the thread read batcher ignores max_batch",
         "src/redkit/_async/read_batcher.py",
-        "            if len(self._pending) <= self._max_batch:",
-        "            if True:",
+        "                    keys = list(pending)[: self._max_batch]",
+        "                    keys = list(pending)",
         ("tests/test_thread_batching.py::test_no_request_carries_more_than_max_batch_keys",),
     ),
 ]
