@@ -294,7 +294,11 @@ class ReadBatcher:
             self._inflight.update({k: v for k, v in batch.items() if v.chain is None})
             for key in batch:
                 self._pending.pop(key, None)
-            first = next((s for s in batch.values() if s.waiters and s.chain is None), None)
+            first = None
+            for slot in batch.values():
+                if slot.waiters and slot.chain is None:
+                    first = slot
+                    break
             if first is None:  # every reader of it gave up: nothing to send
                 for key, slot in batch.items():
                     if self._inflight.get(key) is slot:
