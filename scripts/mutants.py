@@ -192,9 +192,8 @@ MUTANTS += [
     Mutant(
         "an error reply costs the lane its connection",
         "src/redkit/_lanes.py",
-        "        except ResponseError:\n            self._put_back(conn)",
-        "        except ResponseError:\n            conn.disconnect()\n"
-        "            self._pool.release(conn)",
+        "keep = self._keep(conn)  # an error reply is a complete reply",
+        "keep = False  # an error reply is a complete reply",
         _LANES,
     ),
     Mutant(
@@ -221,37 +220,147 @@ MUTANTS += [
     Mutant(
         "a lane outlives a Sentinel failover",
         "src/redkit/_lanes.py",
-        "            if not self._owns(conn):",
-        "            if False:",
+        "if not self._owns(conn) or marked_for_reconnect(conn):",
+        "if marked_for_reconnect(conn):",
         ("tests/sync/test_tiered.py",),
     ),
     Mutant(
         "a woken thread does not wake the next",
         "src/redkit/_async/read_batcher.py",
-        "                        )\n            self._pass_on(slot)",
-        "                        )",
+        "            self._pass_on(slot, waiter)\n            return None",
+        "            return None",
         ("tests/test_thread_batching.py", "tests/sync/test_read_batching.py"),
     ),
     Mutant(
         "a woken thread interrupted stops the chain",
         "src/redkit/_async/read_batcher.py",
-        "            if woken:\n                self._pass_on(slot)",
-        "            if woken:\n                pass",
+        "                self._pass_on(slot, waiter)  # it may have been woken",
+        "                pass  # it may have been woken",
         ("tests/test_thread_batching.py",),
     ),
     Mutant(
         "an interrupted sender leaves its batch unsent",
         "src/redkit/_async/read_batcher.py",
-        "                    self._complete(slot.batch, None, error)",
-        "                    pass",
+        "                self._complete(batch, None, error)",
+        "                pass",
         ("tests/test_thread_batching.py",),
     ),
     Mutant(
         "an interrupted waiter stays in the chain",
         "src/redkit/_async/read_batcher.py",
-        "                self._abandon(slot, waiter, exc)\n",
+        "                self._recover(slot, waiter, batch, exc)\n",
         "                pass\n",
         ("tests/test_thread_batching.py",),
+    ),
+]
+
+# The read batchers' cap on the keys of one MGET.
+MUTANTS += [
+    Mutant(
+        "the async read batcher ignores max_batch",
+        "src/redkit/_async/read_batcher.py",
+        "            if len(self._pending) >= self._max_batch:\n                self._flush()",
+        "            pass",
+        ("tests/test_read_batcher.py::test_no_request_carries_more_than_max_batch_keys",),
+    ),
+    Mutant(
+        "the thread read batcher ignores max_batch",
+        "src/redkit/_async/read_batcher.py",
+        "                    keys = list(pending)[: self._max_batch]",
+        "                    keys = list(pending)",
+        ("tests/test_thread_batching.py::test_no_request_carries_more_than_max_batch_keys",),
+    ),
+]
+
+# Lanes and RESP3 maintenance notifications.
+MUTANTS += [
+    Mutant(
+        "lanes with RESP3 maintenance notifications",
+        "src/redkit/_redis_compat.py",
+        "    return not (callable(notifications) and notifications())",
+        "    return True",
+        ("tests/test_lanes.py",),
+    ),
+    Mutant(
+        "a lane marked for reconnection keeps its connection",
+        "src/redkit/_lanes.py",
+        "if not self._owns(conn) or marked_for_reconnect(conn):",
+        "if not self._owns(conn):",
+        ("tests/test_lanes.py",),
+    ),
+]
+
+# Interrupts on the sync face (tests/test_interrupts.py: a seeded storm of exceptions at
+# the points where CPython runs signal handlers, then every pattern must answer).
+_STORM = ("tests/test_interrupts.py",)
+MUTANTS += [
+    Mutant(
+        "the sync gate takes and returns its permit in Python",
+        "src/redkit/_compat.py",
+        '    __enter__: Any = property(operator.attrgetter("_take"))\n'
+        '    __exit__: Any = property(operator.attrgetter("_put"))\n',
+        "    def __enter__(self) -> None:\n        self._take()\n\n"
+        "    def __exit__(self, *exc: object) -> None:\n        self._put(None)\n",
+        _STORM,
+    ),
+    Mutant(
+        "the sync gate has no timeout",
+        "src/redkit/_compat.py",
+        "functools.partial(self._tokens.get, True, timeout)",
+        "functools.partial(self._tokens.get, True, None)",
+        ("tests/sync/test_kernel.py::test_a_command_kept_waiting_at_the_gate_gets_backend_busy",),
+    ),
+    Mutant(
+        "the async gate has no timeout",
+        "src/redkit/_acompat.py",
+        "await asyncio.wait_for(asyncio.shield(waiter), self.timeout)",
+        "await waiter",
+        ("tests/async_/test_kernel.py::test_a_command_kept_waiting_at_the_gate_gets_backend_busy",),
+    ),
+    Mutant(
+        "a lane is taken off the idle list by a call",
+        "src/redkit/_lanes.py",
+        "conn, since = self._idle[-1]\n                del self._idle[-1]",
+        "conn, since = self._idle.pop()",
+        _STORM,
+    ),
+    Mutant(
+        "an interrupted lane command leaves its connection out",
+        "src/redkit/_lanes.py",
+        "        finally:\n            # One statement",
+        "        else:\n            # One statement",
+        _STORM,
+    ),
+    Mutant(
+        "a connection that owes replies is handed out again",
+        "src/redkit/_redis_compat.py",
+        "            if not self._redkit_owed:\n                return\n",
+        "            return\n",
+        _STORM,
+    ),
+    Mutant(
+        "an interrupted hand-over of a read batch is not resumed",
+        "src/redkit/_async/read_batcher.py",
+        "                batch = self._handing\n",
+        "                batch = self._handing = None\n",
+        _STORM,
+    ),
+    Mutant(
+        "a disconnect interrupted halfway is left half done",
+        "src/redkit/_redis_compat.py",
+        "            if _sync_connected(self):\n                _finish_disconnect(self)",
+        "            if False:\n                _finish_disconnect(self)",
+        (
+            "tests/test_interrupts.py::"
+            "test_a_disconnect_interrupted_halfway_leaves_no_broken_connection",
+        ),
+    ),
+    Mutant(
+        "a hold whose release was interrupted blocks its thread for good",
+        "src/redkit/_async/lock.py",
+        "        if hold is not None and expired and not self.auto_extend:",
+        "        if False:",
+        _STORM,
     ),
 ]
 

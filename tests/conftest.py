@@ -44,6 +44,9 @@ _description_key = pytest.StashKey[str]()
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "protocols: run the test with clients on RESP2 and on RESP3 (`protocol`)"
+    )
     kind = _server_kind()
     try:
         config.stash[_description_key] = describe_server(kind)
@@ -80,6 +83,26 @@ def sentinel_server(server_kind: str) -> Iterator[EmbeddedServer]:
     """A primary, a replica and three sentinels (master name ``mymaster``) for the session."""
     with EmbeddedServer(sentinel=True, binary=server_kind) as server:
         yield server
+
+
+#: The RESP versions of the ``protocol`` axis (tests marked ``protocols``): RESP3 with
+#: redis-py 8's maintenance notifications on ("auto"), where lanes are not used.
+#: None is redis-py's default (RESP3 in redis-py 8, notifications "auto" too).
+PROTOCOLS = [None, 2, 3]
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "protocol" in metafunc.fixturenames and metafunc.definition.get_closest_marker("protocols"):
+        ids = [f"resp{p}" if p else "default" for p in PROTOCOLS]
+        metafunc.parametrize("protocol", PROTOCOLS, ids=ids)
+
+
+@pytest.fixture
+def protocol() -> int | None:
+    """The RESP version a test's clients ask for: None (redis-py's default) unless the test
+    is marked ``protocols``, which runs it with the default, 2 and 3 in turn (only those
+    tests: the axis would double the whole suite)."""
+    return None
 
 
 @pytest.fixture(params=TOPOLOGIES, ids=TOPOLOGIES)

@@ -132,3 +132,38 @@ def test_clients_that_need_their_own_path_get_no_lanes(url: str, cluster_server:
     assert lanes_for(redis.Redis.from_url(url, single_connection_client=True)) is None
     assert lanes_for(redkit.connect(cluster_server.url)) is None
     assert lanes_for(redis.asyncio.Redis.from_url(url)) is None
+
+
+@pytest.mark.protocols
+def test_no_connection_from_before_a_maintenance_notification_serves_a_read(
+    url: str, admin: redis.Redis, protocol: int | None
+) -> None:
+    """A RESP3 maintenance notification (``MOVING``: the endpoint is about to move) makes the
+    pool mark its connections in use for reconnection and drop its free ones (what redis-py's
+    handler does, ``run_proactive_reconnect``); the next read must not travel on a connection
+    from before it. With explicit RESP3 and notifications on, the client keeps its own path
+    (no lanes); lanes themselves honour the mark (the default client: RESP3, "auto")."""
+    kwargs: dict[str, Any] = {} if protocol is None else {"protocol": protocol}
+    name = f"maint-{protocol}"
+    client = redis.Redis.from_url(url, client_name=name, **kwargs)
+    notified = bool(client.connection_pool.maint_notifications_enabled())
+    if protocol == 3:
+        assert notified and lanes_for(client) is None, "lanes with RESP3 maintenance notifications"
+    cache = redkit.CacheAside(client, "maint")
+    cache.set("k", "v")
+    assert cache.get("k") == "v"
+
+    def ours() -> set[int]:
+        return {int(c["id"]) for c in admin.client_list() if c.get("name") == name}
+
+    before = ours()
+    client.connection_pool.update_active_connections_for_reconnect()
+    client.connection_pool.disconnect_free_connections()
+    lanes = lanes_for(client)
+    if lanes is not None:
+        assert lanes.execute("CLIENT", "ID") not in before, "an idle lane kept its connection"
+    assert cache.get("k") == "v"
+    assert cache.get_many(["k"]) == {"k": "v"}
+    if notified:
+        assert not before & ours(), "a connection from before the notification served a read"
+    client.close()

@@ -94,3 +94,29 @@ async def test_async_cached_also_wraps_plain_functions(aclient: Any) -> None:
     assert await double(4) == 8
     assert await double(4) == 8
     assert calls == [4]
+
+
+async def test_no_request_carries_more_than_max_batch_keys(standalone_server: Any) -> None:
+    """Reads queued in one turn beyond ``max_batch`` leave as several MGETs, none larger."""
+    from tests._acompat import intercept
+    from tests.servers import flush_all
+
+    flush_all(standalone_server.url)
+    client = connect(standalone_server.url)
+    await client.mset({f"k{i}": i for i in range(10)})
+    sizes: list[int] = []
+
+    def recording(real: Any) -> Any:
+        async def send(*args: Any, **kwargs: Any) -> Any:
+            if args[0] == "MGET":
+                sizes.append(len(args) - 1)
+            return await real(*args, **kwargs)
+
+        return send
+
+    intercept(client, recording)
+    batcher = ReadBatcher(client, cluster=False, gate=Gate(10), max_batch=4)
+    values = await asyncio.gather(*(batcher.get(f"k{i}") for i in range(10)))
+    assert values == [str(i).encode() for i in range(10)]
+    assert sum(sizes) == 10 and max(sizes) <= 4, f"MGET sizes {sizes}"
+    await client.aclose()

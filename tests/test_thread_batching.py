@@ -15,18 +15,30 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+import redis
+import redis.cluster
 
 import redkit
 from redkit._compat import Gate
 from redkit._sync.read_batcher import ReadBatcher
 from redkit.errors import BackendUnavailable
-from tests._compat import Event, hold_first_get, start, wait_until
-from tests.servers import commandstats, reset_commandstats
+from tests._compat import Event, hold_first_get, intercept, start, wait_until
+from tests.servers import commandstats, flush_all, reset_commandstats
+
+pytestmark = pytest.mark.protocols
 
 
 @pytest.fixture
-def sclient(redis_url: str) -> Iterator[Any]:
-    client = redkit.connect(redis_url)
+def sclient(redis_url: str, protocol: int | None) -> Iterator[Any]:
+    """redkit's client (redis-py's default protocol), or a redis-py client asking for
+    ``protocol`` (RESP3: maintenance notifications on, so no lanes)."""
+    if protocol is None:
+        client = redkit.connect(redis_url)
+    elif redis_url.startswith("redis+cluster://"):
+        host, port = redis_url.split("://")[1].split(",")[0].rsplit(":", 1)
+        client = redis.cluster.RedisCluster(host=host, port=int(port), protocol=protocol)
+    else:
+        client = redis.Redis.from_url(redis_url, protocol=protocol)
     yield client
     client.close()
 
@@ -254,3 +266,33 @@ def test_many_threads_reading_one_key_share_requests(sclient: Any, redis_url: st
     assert first.result() == "v" and [r.result() for r in readers] == ["v"] * 20
     stats = commandstats(redis_url)
     assert stats.get("get", 0) + stats.get("mget", 0) <= 1
+
+
+def test_no_request_carries_more_than_max_batch_keys(standalone_server: Any) -> None:
+    """Reads that queued up behind a request leave as several MGETs of at most ``max_batch``
+    keys each."""
+    flush_all(standalone_server.url)
+    client = redkit.connect(standalone_server.url)
+    client.mset({f"k{i}": i for i in range(10)})
+    sizes: list[int] = []
+
+    def recording(real: Any) -> Any:
+        def send(*args: Any, **kwargs: Any) -> Any:
+            if args[0] == "MGET":
+                sizes.append(len(args) - 1)
+            return real(*args, **kwargs)
+
+        return send
+
+    answered, release = held(client)
+    intercept(client, recording)
+    batcher = ReadBatcher(client, cluster=False, gate=Gate(10), max_batch=4)
+    first = start(lambda: batcher.get("first"))
+    answered.wait()
+    readers = [start(lambda i=i: batcher.get(f"k{i}")) for i in range(10)]
+    wait_until(lambda: len(batcher._pending) == 10)
+    release.set()
+    assert first.result() is None
+    assert [r.result() for r in readers] == [str(i).encode() for i in range(10)]
+    assert sum(sizes) == 10 and max(sizes) <= 4, f"MGET sizes {sizes}"
+    client.close()

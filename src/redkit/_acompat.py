@@ -17,7 +17,7 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Generic, TypeVar
 
-from redkit.errors import ConfigurationError
+from redkit.errors import BackendBusy, ConfigurationError
 
 T = TypeVar("T")
 
@@ -125,16 +125,19 @@ def _ended_late(
 
 
 class Gate:
-    """Lets at most ``limit`` callers in at once; the others wait their turn (FIFO).
+    """Lets at most ``limit`` callers in at once; the others wait their turn (FIFO), for at
+    most ``timeout`` seconds (None: as long as it takes), then get
+    :class:`~redkit.errors.BackendBusy`.
 
     Not bound to an event loop (unlike ``asyncio.Semaphore`` before first use), so one gate
     can serve a client used from several loops in turn.
     """
 
-    __slots__ = ("_free", "_waiters", "limit")
+    __slots__ = ("_free", "_waiters", "limit", "timeout")
 
-    def __init__(self, limit: int) -> None:
+    def __init__(self, limit: int, timeout: float | None = None) -> None:
         self.limit = limit
+        self.timeout = timeout
         self._free = limit
         self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
 
@@ -145,12 +148,18 @@ class Gate:
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._waiters.append(waiter)
         try:
-            await waiter
-        except BaseException:
+            await asyncio.wait_for(asyncio.shield(waiter), self.timeout)
+        except BaseException as exc:
             if waiter.done() and not waiter.cancelled():
                 self._release()  # granted and cancelled at once: pass the turn on
             else:
+                waiter.cancel()
                 self._waiters.remove(waiter)
+            if isinstance(exc, TimeoutError):
+                raise BackendBusy(
+                    f"no connection of the pool came free within {self.timeout}s "
+                    f"({self.limit} of redkit's commands in flight)"
+                ) from None
             raise
 
     async def __aexit__(self, *exc: object) -> None:
@@ -292,6 +301,11 @@ class SharedCall(Generic[T]):
         # An abandoned call may still be finishing (redis-py can swallow a cancellation that
         # lands mid-command): its owner's close() must wait for it.
         background._adopt(self._task)
+
+    @property
+    def done(self) -> bool:
+        """Whether the call has ended (a caller that finds it so starts a new one)."""
+        return self._task.done()
 
     async def join(self) -> T:
         """The call's result (or its exception), shared with every other caller."""

@@ -6,8 +6,10 @@ tasks. Only primitives live here; algorithms live in ``redkit._async`` and are g
 
 from __future__ import annotations
 
+import functools
 import inspect
 import logging
+import operator
 import queue
 import threading
 import time
@@ -157,25 +159,35 @@ def gather_within(
 
 
 class Gate:
-    """Lets at most ``limit`` threads in at once; the others wait their turn.
+    """Lets at most ``limit`` threads in at once; the others wait their turn, for at most
+    ``timeout`` seconds (None: as long as it takes), then get ``queue.Empty`` (the store
+    translates it to :class:`~redkit.errors.BackendBusy`).
 
-    The tokens live in a ``queue.SimpleQueue`` (implemented in C): taking and returning one
-    costs about a tenth of a ``threading.BoundedSemaphore`` round.
+    The permits live in a ``queue.SimpleQueue`` (implemented in C): taking and returning one
+    costs about a tenth of a ``threading.BoundedSemaphore`` round. ``with gate:`` calls that
+    queue's ``get`` and ``put`` directly (``__enter__`` and ``__exit__`` hand out the C
+    methods), so no Python line runs between taking a permit and entering
+    the block, or between leaving it and returning the permit: an exception from a signal
+    handler can never land there and leak a permit.
     """
 
-    __slots__ = ("_tokens", "limit")
+    __slots__ = ("_put", "_take", "_tokens", "limit", "timeout")
 
-    def __init__(self, limit: int) -> None:
+    # Properties over C attribute getters: ``with`` looks both up before taking a permit,
+    # then calls what they return (C methods: the queue's get, with the timeout, and put,
+    # which takes the exception triple as its item, block and timeout, and ignores the last
+    # two).
+    __enter__: Any = property(operator.attrgetter("_take"))
+    __exit__: Any = property(operator.attrgetter("_put"))
+
+    def __init__(self, limit: int, timeout: float | None = None) -> None:
         self.limit = limit
-        self._tokens: queue.SimpleQueue[None] = queue.SimpleQueue()
+        self.timeout = timeout
+        self._tokens: queue.SimpleQueue[object] = queue.SimpleQueue()
+        self._take = functools.partial(self._tokens.get, True, timeout)
+        self._put = self._tokens.put
         for _ in range(limit):
             self._tokens.put(None)
-
-    def __enter__(self) -> None:
-        self._tokens.get()
-
-    def __exit__(self, *exc: object) -> None:
-        self._tokens.put(None)
 
 
 class Event:
@@ -274,9 +286,14 @@ class SharedCall(Generic[T]):
     The first thread to join runs ``fn`` itself; the others wait for its result (or its
     exception). ``on_done`` is called with the call once it has ended. ``background`` is
     unused here (the call runs in a caller's thread), kept for the async twin's signature.
+
+    Interrupts: the threads queue on a lock entered with ``with``, whose release is a C call
+    that no exception can skip, so waiters are always let through. A call whose thread was
+    interrupted (an exception from a signal handler that is not an ``Exception``, such as
+    KeyboardInterrupt, at any line) has not ended: the next waiter runs ``fn`` itself.
     """
 
-    __slots__ = ("_done", "_error", "_fn", "_lock", "_on_done", "_result", "_started")
+    __slots__ = ("_busy", "_ended", "_error", "_fn", "_on_done", "_result")
 
     def __init__(
         self,
@@ -286,27 +303,26 @@ class SharedCall(Generic[T]):
     ) -> None:
         self._fn = fn
         self._on_done = on_done
-        self._lock = threading.Lock()
-        self._started = False
-        self._done = threading.Event()
+        self._busy = threading.Lock()
+        self._ended = False
         self._result: Any = None
         self._error: BaseException | None = None
 
+    @property
+    def done(self) -> bool:
+        """Whether the call has ended (a caller that finds it so starts a new one)."""
+        return self._ended
+
     def join(self) -> T:
         """The call's result (or its exception), shared with every other caller."""
-        with self._lock:
-            leader = not self._started
-            self._started = True
-        if leader:
-            try:
-                self._result = self._fn()
-            except BaseException as exc:
-                self._error = exc
-            finally:
+        with self._busy:
+            if not self._ended:
+                try:
+                    self._result = self._fn()
+                except Exception as exc:
+                    self._error = exc
+                self._ended = True
                 self._on_done(self)
-                self._done.set()
-        else:
-            self._done.wait()
         if self._error is not None:
             raise self._error
         return self._result  # type: ignore[no-any-return]

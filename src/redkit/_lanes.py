@@ -19,7 +19,9 @@ Rules that keep a lane as safe as a pooled connection:
   bounded pool); the rest go back to the pool, so the client's other users keep theirs;
 - a lane its pool no longer owns goes back to the pool before use: behind Sentinel, once the
   pool has learnt of a new master, a lane still connected to the old one is dropped, as
-  redis-py drops its idle connections then;
+  redis-py drops its idle connections then; so does a lane a maintenance notification
+  (RESP3 ``MOVING``) marked for reconnection, before use and after its command, as
+  ``execute_command`` and the pool's ``release`` do;
 - after ``os.fork()`` the parent's lanes are dropped (never used, never closed), as redis-py
   resets its pool;
 - a lane idle for over :data:`PROBE_AFTER` seconds is probed before use, as the pool probes
@@ -45,7 +47,7 @@ from typing import Any
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 
-from redkit._redis_compat import lanes_allowed, pool_size
+from redkit._redis_compat import lanes_allowed, marked_for_reconnect, pool_size
 
 #: Lanes kept checked out between commands, per client: at most this many, and at most an
 #: eighth of a bounded pool (none for a pool of fewer than 8 connections).
@@ -53,6 +55,7 @@ MAX_IDLE = 8
 #: Seconds idle after which a lane is probed before use, as the pool probes its connections.
 PROBE_AFTER = 1.0
 
+now = time.monotonic
 _LANES: weakref.WeakKeyDictionary[Any, Lanes | None] = weakref.WeakKeyDictionary()
 
 
@@ -75,42 +78,60 @@ class Lanes:
         self._probe_after = PROBE_AFTER
         self._pid = os.getpid()
         self._idle: list[tuple[Any, float]] = []  # (connection, when it was put back)
+        self._release = self._pool.release
 
     def execute(self, *args: Any) -> Any:
         """Send one command on a lane and return its reply as redis-py parses it."""
         if self._pid != os.getpid():
             self._pid = os.getpid()
             self._idle = []  # the parent's sockets: never used here, never closed here
+        conn: Any = None
+        stamp = 0.0
+        keep = False  # True once the lane holds no reply still to read and may stay out
         try:
-            conn, since = self._idle.pop()
-        except IndexError:
-            conn = self._pool.get_connection()
-        else:
-            if not self._owns(conn):  # a new Sentinel master: the pool drops the old one's
-                self._pool.release(conn)
+            try:
+                # No call between reading the lane and removing it from the list: a signal
+                # handler (whose exception would lose the lane) runs only after a call.
+                conn, since = self._idle[-1]
+                del self._idle[-1]
+            except IndexError:
                 conn = self._pool.get_connection()
-            elif time.monotonic() - since > self._probe_after:
-                _probe(conn)
-        try:
-            reply = conn.retry.call_with_retry(
-                lambda: _send(conn, args), lambda _error: conn.disconnect()
-            )
-        except ResponseError:
-            self._put_back(conn)  # an error reply is a complete reply: the lane is clean
-            raise
+            else:
+                if not self._owns(conn) or marked_for_reconnect(conn):
+                    # A new Sentinel master (the pool drops the old one's), or a maintenance
+                    # notification (MOVING) marked it: the pool disconnects it on release.
+                    self._pool.release(conn)
+                    conn = None
+                    conn = self._pool.get_connection()
+                elif time.monotonic() - since > self._probe_after:
+                    _probe(conn)
+            try:
+                reply = conn.retry.call_with_retry(
+                    lambda: _send(conn, args), lambda _error: conn.disconnect()
+                )
+            except ResponseError:
+                keep = self._keep(conn)  # an error reply is a complete reply: the lane is clean
+                stamp = now()
+                raise
+            keep = self._keep(conn)
+            stamp = now()
+            return reply
         except BaseException:
-            conn.disconnect()
-            self._pool.release(conn)
+            if conn is not None and not keep:
+                conn.disconnect()  # it may hold a reply still to come
             raise
-        self._put_back(conn)
-        return reply
+        finally:
+            # One statement whose only call is the hand-back, so that no signal handler's
+            # exception can land between the decision and the hand-back.
+            conn is None or (self._idle.append((conn, stamp)) if keep else self._release(conn))  # type: ignore[func-returns-value]
 
-    def _put_back(self, conn: Any) -> None:
-        idle = self._idle
-        if len(idle) < self._max_idle and conn.pid == self._pid:
-            idle.append((conn, time.monotonic()))
-        else:
-            self._pool.release(conn)
+    def _keep(self, conn: Any) -> bool:
+        """Whether ``conn``, clean, stays out as an idle lane (else it goes back to the pool)."""
+        return (
+            len(self._idle) < self._max_idle
+            and conn.pid == self._pid
+            and not marked_for_reconnect(conn)
+        )
 
 
 def _probe(conn: Any) -> None:

@@ -40,7 +40,7 @@ import redis.client
 import redis.cluster
 import redis.sentinel
 from redis.asyncio.retry import Retry as AsyncRetry
-from redis.exceptions import AuthenticationError
+from redis.exceptions import AuthenticationError, ResponseError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry
@@ -201,11 +201,22 @@ def hooked_connection_class(
     ``connect_check_health`` the whole connect and handshake (where authentication fails), and
     the I/O methods are where an established connection fails. ``__init__`` forces
     ``health_check_interval``, which redis-py's sync RedisCluster drops on its way to the nodes.
+
+    Interrupts: an exception from a signal handler can land in redis-py between sending a
+    command and reading its reply, and redis-py then returns the connection to its pool with
+    the reply still to come; with maintenance notifications on (redis-py 8's default) the
+    pool no longer checks for stray data, so the next command would read this one's reply.
+    The connection counts the replies it owes (``send_command``/``pack_commands`` add, a
+    complete reply subtracts) and one handed out again while it owes any is reconnected
+    (``connect_check_health``, which the pool's checkout calls). ``disconnect`` finishes a
+    disconnect interrupted halfway (redis-py resets the parser before it drops the socket: a
+    connection left in between looks open and fails every command).
     """
     parent: Any = base  # redis-py's connection methods are untyped
 
     def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
         kwargs["health_check_interval"] = health_check_interval
+        self._redkit_owed = 0
         parent.__init__(self, *args, **kwargs)
 
     def _connect(self: Any, *args: Any, **kwargs: Any) -> Any:
@@ -217,7 +228,9 @@ def hooked_connection_class(
 
     def connect_check_health(self: Any, *args: Any, **kwargs: Any) -> None:
         if _sync_connected(self):
-            return
+            if not self._redkit_owed:
+                return
+            self.disconnect()  # interrupted mid-command: replies still to come
         try:
             parent.connect_check_health(self, *args, **kwargs)
         except AuthenticationError as exc:
@@ -231,6 +244,15 @@ def hooked_connection_class(
         _report_once(reporter, self, failure)
         raise failure
 
+    def send_command(self: Any, *args: Any, **kwargs: Any) -> None:
+        self._redkit_owed += 1
+        parent.send_command(self, *args, **kwargs)
+
+    def pack_commands(self: Any, commands: Any) -> Any:
+        commands = list(commands)
+        self._redkit_owed += len(commands)
+        return parent.pack_commands(self, commands)
+
     def send_packed_command(self: Any, *args: Any, **kwargs: Any) -> None:
         try:
             parent.send_packed_command(self, *args, **kwargs)
@@ -240,10 +262,15 @@ def hooked_connection_class(
 
     def read_response(self: Any, *args: Any, **kwargs: Any) -> Any:
         try:
-            return parent.read_response(self, *args, **kwargs)
+            reply = parent.read_response(self, *args, **kwargs)
         except _IO_ERRORS as exc:
             _report_once(reporter, self, exc)
             raise
+        except ResponseError:
+            self._redkit_owed -= 1  # an error reply is a complete reply
+            raise
+        self._redkit_owed -= 1
+        return reply
 
     def can_read(self: Any, *args: Any, **kwargs: Any) -> bool:
         try:
@@ -254,11 +281,25 @@ def hooked_connection_class(
 
     def disconnect(self: Any, *args: Any, **kwargs: Any) -> None:
         was_connected = _sync_connected(self)
-        parent.disconnect(self, *args, **kwargs)
+        try:
+            parent.disconnect(self, *args, **kwargs)
+        finally:
+            self._redkit_owed = 0
+            if _sync_connected(self):
+                _finish_disconnect(self)
         if was_connected:
             _closed(reporter, self, args, kwargs)
 
     return _subclass(base, locals())
+
+
+def _finish_disconnect(conn: Any) -> None:
+    """Drop the socket of a sync connection whose ``disconnect()`` stopped halfway."""
+    sock, conn._sock = conn._sock, None
+    with contextlib.suppress(OSError):
+        sock.close()
+    with contextlib.suppress(Exception):
+        conn._parser.on_disconnect()
 
 
 def async_hooked_connection_class(
@@ -362,10 +403,12 @@ _HOOKS = (
     "can_read",
     "disconnect",
 )
+_SYNC_HOOKS = ("send_command", "pack_commands")
 
 
 def _subclass(base: type[Any], namespace: dict[str, Any]) -> type[Any]:
-    methods = {name: namespace[name] for name in _HOOKS}
+    methods = {name: namespace[name] for name in _HOOKS if name in namespace}
+    methods.update((name, namespace[name]) for name in _SYNC_HOOKS if name in namespace)
     return type(f"Redkit{base.__name__}", (base,), {**methods, "__module__": __name__})
 
 
@@ -505,6 +548,18 @@ def lanes_allowed(client: object) -> bool:
     return not (callable(notifications) and notifications())
 
 
+def marked_for_reconnect(conn: Any) -> bool:
+    """Whether a maintenance notification marked sync connection ``conn`` for reconnection.
+
+    Why: redis-py 8 marks the pool's connections in use when a RESP3 ``MOVING`` notification
+    arrives (``mark_for_reconnect``); ``execute_command`` and the pool's ``release`` then
+    disconnect them. Lanes bypass both, so they check the mark themselves. Older redis-py
+    has no such notifications (and no ``should_reconnect``).
+    """
+    marked = getattr(conn, "should_reconnect", None)
+    return bool(marked()) if marked is not None else False
+
+
 # --------------------------------------------------------------------------- tracking
 
 
@@ -621,6 +676,7 @@ __all__ = [
     "interrupt_connection",
     "is_async_client",
     "is_connected",
+    "marked_for_reconnect",
     "pool_size",
     "retry_policy",
     "sentinel_master_pool",

@@ -8,6 +8,8 @@ configuration mistake that no fallback may hide.
 
 from __future__ import annotations
 
+import queue
+
 from redis import exceptions as rx
 
 from redkit.errors import (
@@ -19,11 +21,13 @@ from redkit.errors import (
 )
 
 #: What callers catch around a redis-py call before handing it to :func:`translate`.
-#: ``RedisClusterException`` (CROSSSLOT, slot not covered...) is not a ``RedisError``.
+#: ``RedisClusterException`` (CROSSSLOT, slot not covered...) is not a ``RedisError``;
+#: ``queue.Empty`` is the sync face's connection gate timing out (``redkit._compat.Gate``).
 REDIS_ERRORS: tuple[type[BaseException], ...] = (
     rx.RedisError,
     rx.RedisClusterException,
     OSError,
+    queue.Empty,
 )
 
 # Checked in order: the first matching class wins (subclasses before their bases).
@@ -34,6 +38,7 @@ _CLASSES: tuple[tuple[tuple[type[BaseException], ...], type[RedkitError], str], 
         "Redis refused the credentials (check the username and password)",
     ),
     ((rx.MaxConnectionsError,), BackendBusy, "the connection pool is exhausted"),
+    ((queue.Empty,), BackendBusy, "no connection of the pool came free in time (the gate)"),
     ((rx.BusyLoadingError,), BackendBusy, "Redis is loading its dataset"),
     ((rx.ReadOnlyError,), BackendBusy, "Redis answered READONLY (a failover in progress?)"),
     ((rx.TryAgainError, rx.AskError), BackendBusy, "a Cluster slot is moving"),

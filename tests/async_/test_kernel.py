@@ -186,3 +186,18 @@ async def test_the_gate_follows_the_pool_and_is_capped(redis_url: str) -> None:
     finally:
         await small.aclose()
         await huge.aclose()
+
+
+async def test_a_command_kept_waiting_at_the_gate_gets_backend_busy(client: Any) -> None:
+    """The gate keeps redkit's commands within the pool; one that waits longer than the
+    gate's timeout for its turn gets a typed error instead of waiting forever."""
+    from redkit._acompat import Gate
+    from redkit.errors import BackendBusy
+
+    cache = CacheAside(client, "gate", batch_reads=False, on_error="raise")
+    gate = cache.store.gate = Gate(1, timeout=0.05)
+    async with gate:  # every permit taken: the next command waits
+        waiting = start(lambda: cache.get("k"))
+        with pytest.raises(BackendBusy, match="came free"):
+            await waiting.result(timeout=10)
+    assert await cache.get("k") is None, "the gate works again"

@@ -252,8 +252,21 @@ class LockBase:
         hold = self._hold()
         return hold is not None and hold.lost
 
+    def _drop_hold(self, owner: Any, token: str) -> None:
+        """Forget ``owner``'s hold if it is still the one with ``token``."""
+        hold = self._holds.get(owner)
+        if hold is not None and hold.token == token:
+            del self._holds[owner]
+            hold.stop()
+
     def _check_not_held(self) -> Any:
         owner = current_owner()
+        hold = self._holds.get(owner)
+        expired = hold is not None and self.clock.monotonic() - hold.acquired_at >= self.ttl
+        if hold is not None and expired and not self.auto_extend:
+            # Its release was interrupted (a signal handler's exception) and its ttl has run
+            # out since: Redis has let it go, so the record goes too.
+            self._drop_hold(owner, hold.token)
         if owner in self._holds:
             raise LockError(
                 f"{self.kind} {self.key!r} is already held by this "
@@ -429,7 +442,14 @@ class Lock(LockBase):
         while True:
             result = await self._try_acquire(token)
             if result > 0:
-                self._took(owner, token, result, started)
+                try:
+                    self._took(owner, token, result, started)
+                except BaseException:
+                    # Interrupted once taken (a signal handler's exception after the hold was
+                    # recorded): the caller never learns it holds the lock, so undo both.
+                    self._drop_hold(owner, token)
+                    await self._abandon(token)
+                    raise
                 return True
             if not contended:
                 contended = True

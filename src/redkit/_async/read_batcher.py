@@ -128,8 +128,9 @@ else:
     class _Slot:
         """The reads of one key in one batch: the outcome, and the locks their threads wait on.
 
-        ``runner`` is set on the slot whose first waiter must send the batch ``batch``;
-        ``chain``, once the outcome is in, holds the batch's threads still to be woken.
+        ``chain`` is None until the outcome is in; then it holds the slot's threads still to
+        be woken (each woken thread wakes the next). ``runner`` is set on the slot whose
+        waiter was picked to send the batch ``batch``.
         """
 
         __slots__ = ("batch", "chain", "error", "runner", "value", "waiters")
@@ -149,6 +150,12 @@ else:
 
         ``wait_timeout`` bounds how long a thread waits for a request another thread sent
         (None: as long as it takes); the sender always reports, so it is only a safety net.
+
+        Interrupts: an exception from a signal handler (KeyboardInterrupt, a job timeout) can
+        land between any two lines in the main thread. Every step that changes the shared
+        state is idempotent and a thread that stops halfway finishes its share in
+        ``_recover`` (the batch it was sending fails with BackendUnavailable; a waiter leaves
+        its slot and wakes the next), so no read ever waits for a thread that has gone.
         """
 
         def __init__(
@@ -176,50 +183,45 @@ else:
             self._closed = False
             self._pending: dict[str, _Slot] = {}
             self._inflight: dict[str, _Slot] = {}
+            self._handing: dict[str, _Slot] | None = None  # a hand-over not finished yet
 
         def get(self, key: str) -> bytes | None:
             """The bytes at ``key`` (None when missing); redis-py errors are raised as they are."""
-            with self._lock:
-                if self._closed:
-                    raise BackendUnavailable("the read was abandoned: its cache was closed")
-                slot = self._inflight.get(key) or self._pending.get(key)
-                if slot is None and not self._running:
-                    self._running = True  # nothing in flight: send this read right away
-                    slot = self._inflight[key] = _Slot()
-                    waiter = None
-                else:
-                    if slot is None:
-                        slot = self._pending[key] = _Slot()
-                    waiter = allocate_lock()
-                    waiter.acquire()
-                    slot.waiters.append(waiter)
-            if waiter is None:
-                return self._run_alone(key, slot)
-            batch = self._wait(slot, waiter)
-            if batch is not None:
-                self._run(batch)
+            slot: _Slot | None = None
+            waiter: LockType | None = None
+            batch: dict[str, _Slot] | None = None  # the batch this thread must send
+            try:
+                with self._lock:
+                    if self._closed:
+                        raise BackendUnavailable("the read was abandoned: its cache was closed")
+                    slot = self._inflight.get(key) or self._pending.get(key)
+                    if slot is None and not self._running:
+                        fresh = _Slot()  # nothing in flight: send this read right away
+                        batch = {key: fresh}
+                        self._inflight[key] = slot = fresh
+                        self._running = True
+                    elif slot is None or slot.chain is None:
+                        # `waiter` is known before it is registered: see _recover
+                        waiter = allocate_lock()
+                        waiter.acquire()
+                        if slot is None:
+                            fresh = _Slot()
+                            fresh.waiters.append(waiter)
+                            self._pending[key] = slot = fresh
+                        else:
+                            slot.waiters.append(waiter)
+                if waiter is not None:
+                    batch = self._wait(slot, waiter)
+                if batch is not None:
+                    values = self._run(batch)
+                    if values is not None:  # sent by this thread: its answer, whatever came since
+                        return values[list(batch).index(key)]
+            except BaseException as exc:
+                self._recover(slot, waiter, batch, exc)
+                raise
             if slot.error is not None:
                 raise slot.error
             return slot.value
-
-        def _run_alone(self, key: str, slot: _Slot) -> bytes | None:
-            """The uncontended read: a plain GET, then hand over what arrived meanwhile."""
-            try:
-                with self._gate:
-                    value = self._send([key])[0]
-            except BaseException as exc:
-                self._complete({key: slot}, None, exc)  # every joined reader gets it too
-                raise
-            with self._lock:
-                if self._inflight.get(key) is slot:
-                    del self._inflight[key]
-                if slot.waiters:
-                    self._finish(slot, value, None)
-                if self._pending:
-                    self._hand_over()
-                else:
-                    self._running = False
-            return value
 
         def detach(self, key: str) -> None:
             """Make later reads of ``key`` go to Redis instead of joining one already sent."""
@@ -232,76 +234,86 @@ else:
             with self._lock:
                 self._closed = True
                 for slot in (*self._pending.values(), *self._inflight.values()):
-                    self._finish(slot, None, error)
+                    if slot.chain is None:
+                        slot.value, slot.error = None, error
+                        slot.chain = []
+                    for waiter in slot.waiters:
+                        _wake(waiter)
                 self._pending = {}
                 self._inflight = {}
 
         def _wait(self, slot: _Slot, waiter: LockType) -> dict[str, _Slot] | None:
             """Wait for the slot's outcome; the batch to send if this thread was picked."""
-            try:
-                woken = waiter.acquire(timeout=self._wait_timeout)
-            except BaseException as exc:  # interrupted (KeyboardInterrupt, in the main thread)
-                self._abandon(slot, waiter, exc)
-                raise
-            if not woken:
+            if not waiter.acquire(timeout=self._wait_timeout):
                 with self._lock:
-                    if not waiter.acquire(blocking=False) and not self._off_chain(slot, waiter):
+                    if slot.chain is None and slot.runner is not waiter:
                         self._leave(slot, waiter)  # no answer yet: give up
                         raise BackendUnavailable(
                             f"a batched read got no answer within {self._wait_timeout}s"
                         )
-            self._pass_on(slot)
-            if slot.runner is waiter:
+            if slot.runner is waiter and slot.chain is None:
                 return slot.batch
+            self._pass_on(slot, waiter)
             return None
 
-        def _pass_on(self, slot: _Slot) -> None:
-            """Wake the next thread of a completed batch. Each woken thread wakes one more, so
-            they take the GIL one after another instead of all contending for it at once."""
-            chain = slot.chain
-            if chain:
-                try:  # noqa: SIM105 (a hot path: contextlib.suppress costs a context manager)
-                    chain.pop().release()
-                except IndexError:
-                    pass
+        def _pass_on(self, slot: _Slot, me: LockType | None = None) -> None:
+            """Wake the next thread of a completed slot (``me``: the calling thread's lock,
+            taken off the chain first). Each woken thread wakes one more, so they take the GIL
+            one after another instead of all contending for it at once.
 
-        def _off_chain(self, slot: _Slot, waiter: LockType) -> bool:
-            """Whether the slot's outcome is in; if so, take ``waiter`` off the wake-up chain
-            (or, if a thread has just popped it, wait for that thread's release)."""
+            The next thread is woken before it leaves the chain (an interrupt in between
+            leaves it there, woken, to be woken again harmlessly); a woken thread takes
+            itself off, so a wake-up is never spent on a thread that has already gone."""
             chain = slot.chain
-            if chain is None:
-                return False
+            if not chain:
+                return
+            if me is not None:
+                try:  # noqa: SIM105 (a hot path: contextlib.suppress costs a context manager)
+                    chain.remove(me)
+                except ValueError:
+                    pass
             try:
+                waiter = chain[-1]
+            except IndexError:
+                return
+            _wake(waiter)
+            try:  # noqa: SIM105 (as above)
                 chain.remove(waiter)
             except ValueError:
-                waiter.acquire()
-            return True
+                pass
 
-        def _abandon(self, slot: _Slot, waiter: LockType, exc: BaseException) -> None:
-            """A waiting thread was interrupted: the others must not wait on it."""
-            with self._lock:
-                woken = waiter.acquire(blocking=False) or self._off_chain(slot, waiter)
-                if not woken:
+        def _recover(
+            self,
+            slot: _Slot | None,
+            waiter: LockType | None,
+            batch: dict[str, _Slot] | None,
+            exc: BaseException,
+        ) -> None:
+            """Finish the share of a thread that stopped halfway through :meth:`get`."""
+            if batch is None and slot is not None and slot.runner is waiter is not None:
+                batch = slot.batch  # picked to send: the batch is this thread's
+            if batch is not None:
+                error = BackendUnavailable(f"the thread picked to send the read stopped: {exc!r}")
+                self._complete(batch, None, error)
+            elif slot is not None and waiter is not None:
+                with self._lock:
                     self._leave(slot, waiter)
-            if woken:
-                self._pass_on(slot)
-                if slot.runner is waiter and slot.batch is not None:  # picked to send
-                    error = BackendUnavailable(
-                        f"the thread picked to send the read stopped: {exc!r}"
-                    )
-                    self._complete(slot.batch, None, error)
 
         def _leave(self, slot: _Slot, waiter: LockType) -> None:
-            """Take a waiter that gave up off its slot; drop a pending slot nobody waits on."""
+            """Take a waiter that gave up off its slot (under the lock): drop a pending slot
+            nobody waits on; once the outcome is in, wake the next thread in its place."""
             if waiter in slot.waiters:
                 slot.waiters.remove(waiter)
-            if not slot.waiters:
+            if slot.chain is not None:
+                self._pass_on(slot, waiter)  # it may have been woken: wake the next instead
+            elif not slot.waiters:
                 for key, pending in list(self._pending.items()):
                     if pending is slot:
                         del self._pending[key]
 
-        def _run(self, batch: dict[str, _Slot]) -> None:
-            """Send ``batch``, hand its outcome to its readers, pass the next batch on."""
+        def _run(self, batch: dict[str, _Slot]) -> list[bytes | None] | None:
+            """Send ``batch``, hand its outcome to its readers, pass the next batch on; the
+            values (None if the request failed: the error is on the slots)."""
             values: list[bytes | None] | None = None
             error: BaseException | None = None
             try:
@@ -312,6 +324,7 @@ else:
             self._complete(batch, values, error)
             if error is not None and not isinstance(error, Exception):
                 raise error
+            return values
 
         def _send(self, keys: list[str]) -> list[bytes | None]:
             """:func:`_send`, on the client's lanes when it has them."""
@@ -327,47 +340,66 @@ else:
             values: list[bytes | None] | None,
             error: BaseException | None,
         ) -> None:
-            """Record the outcome of a sent batch and hand the next one over."""
+            """Record the outcome of a sent batch, hand the next one over, wake the readers.
+
+            Idempotent (a slot's outcome is recorded once; a second hand-over only adds a
+            sender), so a thread interrupted halfway through can run it again."""
             if error is None or isinstance(error, Exception):
                 shared = error
             else:  # KeyboardInterrupt, SystemExit...: raised in the sending thread only
                 shared = BackendUnavailable(f"the thread sending the read stopped: {error!r}")
             with self._lock:
-                chain: list[LockType] = []  # the readers to wake: see _pass_on
                 for index, (key, slot) in enumerate(batch.items()):
+                    if slot.chain is None:
+                        slot.value = None if values is None else values[index]
+                        slot.error = shared
+                        slot.chain = [w for w in slot.waiters if w is not slot.runner]
                     if self._inflight.get(key) is slot:
                         del self._inflight[key]
-                    slot.value = None if values is None else values[index]
-                    slot.error = shared
-                    slot.chain = chain
-                    chain.extend(slot.waiters)
-                    slot.waiters = []
                 self._hand_over()
-                if chain:
-                    chain.pop().release()
-
-        def _finish(self, slot: _Slot, value: bytes | None, error: BaseException | None) -> None:
-            """Record a slot's outcome and wake its waiting threads (under the lock)."""
-            slot.value, slot.error = value, error
-            for waiter in slot.waiters:
-                waiter.release()
-            slot.waiters = []
+                for slot in batch.values():
+                    self._pass_on(slot)  # see _pass_on
 
         def _hand_over(self) -> None:
-            """Give the reads that arrived meanwhile to one of their threads (under the lock)."""
-            if not self._pending or self._closed:
-                self._running = False
+            """Give the reads that arrived meanwhile to one of their threads (under the lock).
+
+            Resumable: the batch is kept in ``_handing`` until its sender has been woken."""
+            while True:
+                batch = self._handing
+                if batch is None:
+                    pending = self._pending
+                    if not pending or self._closed:
+                        self._running = False
+                        return
+                    keys = list(pending)[: self._max_batch]
+                    batch = self._handing = {key: pending[key] for key in keys}
+                self._inflight.update({k: v for k, v in batch.items() if v.chain is None})
+                for key in batch:
+                    self._pending.pop(key, None)
+                first = None
+                for slot in batch.values():
+                    if slot.waiters and slot.chain is None:
+                        first = slot
+                        break
+                if first is None:  # every reader of it gave up: nothing to send
+                    for key, slot in batch.items():
+                        if self._inflight.get(key) is slot:
+                            del self._inflight[key]
+                    self._handing = None
+                    continue
+                if first.runner is None:
+                    first.batch = batch
+                    first.runner = first.waiters[0]
+                _wake(first.runner)
+                self._handing = None
                 return
-            if len(self._pending) <= self._max_batch:
-                batch, self._pending = self._pending, {}
-            else:
-                keys = list(self._pending)[: self._max_batch]
-                batch = {key: self._pending.pop(key) for key in keys}
-            self._inflight.update(batch)
-            first = next(iter(batch.values()))
-            first.runner = first.waiters.pop(0)
-            first.batch = batch
-            first.runner.release()
+
+    def _wake(waiter: LockType) -> None:
+        """Release a waiting thread's lock (once: a resumed step may try again)."""
+        try:  # noqa: SIM105 (a hot path: contextlib.suppress costs a context manager)
+            waiter.release()
+        except RuntimeError:
+            pass
 
     def _reset_after_fork() -> None:
         for batcher in list(_BATCHERS):

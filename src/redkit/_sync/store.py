@@ -60,6 +60,8 @@ Call = Callable[[], T]
 #: for pools that are unbounded in practice (redis-py before 8 defaults to 2**31).
 _POOL_SHARE = 0.75
 _MAX_GATE = 1024
+#: Seconds a command may wait for its turn at the gate before BackendBusy.
+GATE_TIMEOUT = 30.0
 _GATES: weakref.WeakKeyDictionary[Any, Gate] = weakref.WeakKeyDictionary()
 #: SHA1s of the scripts loaded (SCRIPT LOAD on every primary) through each client.
 _LOADED: weakref.WeakKeyDictionary[Any, set[str]] = weakref.WeakKeyDictionary()
@@ -93,7 +95,7 @@ def _gate_for(client: Any) -> Gate:
     gate = _GATES.get(client)
     if gate is None:
         limit = min(_MAX_GATE, max(1, int(pool_size(client) * _POOL_SHARE)))
-        gate = _GATES[client] = Gate(limit)
+        gate = _GATES[client] = Gate(limit, timeout=GATE_TIMEOUT)
     return gate
 
 
@@ -361,7 +363,7 @@ class Store:
         """
         with self._flights_lock:
             call = self._flights.get(key)
-            if call is None:
+            if call is None or call.done:  # done: its clean-up was interrupted
                 call = self._flights[key] = SharedCall(fn, self._landed(key), self.background)
         return call.join()  # type: ignore[no-any-return]
 
