@@ -15,7 +15,7 @@ from typing import Any
 from rich.table import Table
 
 import redkit.asyncio
-from redkit.cli.demo._common import BAD, OK, PREFIX, Context
+from redkit.cli.demo._common import BAD, OK, PREFIX, Context, remove_keys
 
 TITLE = "ratelimit"
 RATE = 10
@@ -26,8 +26,11 @@ BURSTS = {0: 15, 30: 15}  # tick -> extra requests
 BUCKET = 0.25
 
 
+_PREFIX = f"{PREFIX}:ratelimit"
+
+
 def _limiters(client: Any) -> dict[str, Any]:
-    prefix = f"{PREFIX}:ratelimit"
+    prefix = _PREFIX
     return {
         "fixed window": redkit.asyncio.FixedWindowLimiter(client, RATE, 1, prefix=f"{prefix}:fw"),
         "sliding log": redkit.asyncio.SlidingWindowLogLimiter(
@@ -85,6 +88,7 @@ def run(ctx: Context) -> bool:
         f"{RATE} requests per second each; {STEADY} requests every {TICK * 1000:.0f} ms, "
         f"bursts of 15 at 0 s and 1.5 s, for {DURATION:.0f} s. Cells: admitted/refused."
     )
+    ctx.stack.callback(remove_keys, ctx.url, _PREFIX)  # the hits' re-send records
     seen = asyncio.run(_traffic(ctx.url))
     table = Table(title="admitted/refused per quarter second")
     table.add_column("time", justify="right")
