@@ -392,6 +392,16 @@ MUTANTS += [
         ),
     ),
     Mutant(
+        "a re-sent set overwrites a later set",
+        "src/redkit/lua/cache_set.lua",
+        "if redis.call('LPOS', KEYS[3], ARGV[3]) then",
+        "if false then",
+        (
+            "tests/async_/test_cache_aside.py::test_a_re_sent_set_never_overwrites_a_later_set",
+            "tests/sync/test_cache_aside.py::test_a_re_sent_set_never_overwrites_a_later_set",
+        ),
+    ),
+    Mutant(
         "a fill does not align the statistics' expiry",
         "src/redkit/lua/cache_fill.lua",
         "for i = 3, #KEYS do",

@@ -39,12 +39,16 @@ class Companion(enum.StrEnum):
     #: an entry's shared read statistics (a hash: hits, misses, last hit in server
     #: milliseconds); expires with the entry
     STATS = "stats"
+    # -- cache entries (CacheAside, AdaptiveTTLCache, TieredCache) --
+    #: the write tokens of the last few sets applied to an entry (a short list, expires on its
+    #: own after a minute): a re-sent set that already ran is recognised and writes nothing
+    APPLIED = "applied"
 
 
 #: The companions each kind of entry has. A KeySpace is made for one kind; its sweeps and
 #: invalidations delete exactly these (a cache sweep must never reset a lock's fencing counter).
-CACHE_ENTRY: tuple[Companion, ...] = (Companion.LOCK,)
-ADAPTIVE_ENTRY: tuple[Companion, ...] = (Companion.LOCK, Companion.STATS)
+CACHE_ENTRY: tuple[Companion, ...] = (Companion.LOCK, Companion.APPLIED)
+ADAPTIVE_ENTRY: tuple[Companion, ...] = (Companion.LOCK, Companion.APPLIED, Companion.STATS)
 LOCK_ENTRY: tuple[Companion, ...] = (Companion.FENCE, Companion.SIGNAL)
 NO_COMPANIONS: tuple[Companion, ...] = ()
 
