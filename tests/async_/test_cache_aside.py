@@ -503,3 +503,20 @@ async def test_a_re_sent_set_never_overwrites_a_later_set(resending: Resending) 
         await other.aclose()
         await resending.client.aclose()
         await other_client.aclose()
+
+
+async def test_a_re_sent_invalidate_removes_the_entry_but_reports_false(
+    resending: Resending,
+) -> None:
+    """Documented: invalidate's re-send finds nothing left to remove, so it reports False
+    although the first run removed the entry (the entry is gone either way)."""
+    cache = CacheAside(resending.client, "resent")
+    try:
+        await cache.set("k", "v")
+        resending.hold("cache_invalidate")
+        assert await cache.invalidate("k") is False
+        assert resending.proxy.delayed.is_set()  # the first run's reply was held
+        assert await cache.get("k") is None
+    finally:
+        await cache.aclose()
+        await resending.client.aclose()

@@ -504,3 +504,20 @@ def test_a_re_sent_set_never_overwrites_a_later_set(resending: Resending) -> Non
         other.close()
         resending.client.close()
         other_client.close()
+
+
+def test_a_re_sent_invalidate_removes_the_entry_but_reports_false(
+    resending: Resending,
+) -> None:
+    """Documented: invalidate's re-send finds nothing left to remove, so it reports False
+    although the first run removed the entry (the entry is gone either way)."""
+    cache = CacheAside(resending.client, "resent")
+    try:
+        cache.set("k", "v")
+        resending.hold("cache_invalidate")
+        assert cache.invalidate("k") is False
+        assert resending.proxy.delayed.is_set()  # the first run's reply was held
+        assert cache.get("k") is None
+    finally:
+        cache.close()
+        resending.client.close()
