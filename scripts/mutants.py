@@ -62,8 +62,8 @@ MUTANTS = [
     Mutant(
         "set_many does not revoke fill locks",
         "src/redkit/_async/cache_aside.py",
-        "                    _SET,\n",
-        '                    script("plain_set"),\n',
+        "            calls.append((_SET, *set_call(",
+        '            calls.append((script("plain_set"), *set_call(',
         ("tests/async_/test_kernel.py", "tests/sync/test_kernel.py"),
     ),
     Mutant(
@@ -501,17 +501,27 @@ MUTANTS += [
         ),
     ),
     Mutant(
+        "a re-sent set overwrites a later set",
+        "src/redkit/lua/cache_set.lua",
+        "if redis.call('LPOS', KEYS[3], ARGV[3]) then",
+        "if false then",
+        (
+            "tests/async_/test_cache_aside.py::test_a_re_sent_set_never_overwrites_a_later_set",
+            "tests/sync/test_cache_aside.py::test_a_re_sent_set_never_overwrites_a_later_set",
+        ),
+    ),
+    Mutant(
         "a fill does not align the statistics' expiry",
         "src/redkit/lua/cache_fill.lua",
-        "for i = 3, #KEYS do",
-        "for i = 3, 2 do",
+        "for i = 4, #KEYS do",
+        "for i = 4, 3 do",
         _ADAPTIVE,
     ),
     Mutant(
         "a set does not align the statistics' expiry",
         "src/redkit/lua/cache_set.lua",
-        "for i = 3, #KEYS do",
-        "for i = 3, 2 do",
+        "for i = 4, #KEYS do",
+        "for i = 4, 3 do",
         _ADAPTIVE,
     ),
     Mutant(

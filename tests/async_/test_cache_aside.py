@@ -418,6 +418,7 @@ class Resending:
         self.released = threading.Event()
         self.client = connect(proxy.url_for(url), socket_timeout=0.5, retries=3)
         self.direct = redis.Redis.from_url(url)
+        self.url = url
 
     def hold(self, name: str) -> None:
         """Hold back the reply to the next run of script ``name`` (by its SHA1)."""
@@ -480,6 +481,42 @@ async def test_a_re_sent_fill_never_stores_over_a_newer_write(resending: Resendi
         resending.direct.set("resent:{k}", cache.codec.encode("newer"))
         assert await result.result() == "fetched"
         assert await cache.get("k") == "newer"
+    finally:
+        await cache.aclose()
+        await resending.client.aclose()
+
+
+async def test_a_re_sent_set_never_overwrites_a_later_set(resending: Resending) -> None:
+    """A's set ran, its reply was lost, B set a newer value: A's re-send writes nothing."""
+    cache = CacheAside(resending.client, "resent")
+    other_client = connect(resending.url)
+    other = CacheAside(other_client, "resent")
+    resending.hold("cache_set")
+    try:
+        first = start(lambda: cache.set("k", "older"))
+        await wait_until(resending.proxy.delayed.is_set)  # A's set ran; its reply is held
+        await other.set("k", "newer")
+        await first.result()  # A's re-send has run
+        assert await other.get("k") == "newer"
+    finally:
+        await cache.aclose()
+        await other.aclose()
+        await resending.client.aclose()
+        await other_client.aclose()
+
+
+async def test_a_re_sent_invalidate_removes_the_entry_but_reports_false(
+    resending: Resending,
+) -> None:
+    """Documented: invalidate's re-send finds nothing left to remove, so it reports False
+    although the first run removed the entry (the entry is gone either way)."""
+    cache = CacheAside(resending.client, "resent")
+    try:
+        await cache.set("k", "v")
+        resending.hold("cache_invalidate")
+        assert await cache.invalidate("k") is False
+        assert resending.proxy.delayed.is_set()  # the first run's reply was held
+        assert await cache.get("k") is None
     finally:
         await cache.aclose()
         await resending.client.aclose()

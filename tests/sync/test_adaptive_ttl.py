@@ -7,15 +7,18 @@ expire with the entry and are shared by every process; the TTL the policy gives 
 
 from __future__ import annotations
 
+import threading
 import time
 from typing import Any
 
 import pytest
 
-from redkit import AdaptiveTTLCache, KeyMetrics
+from redkit._scripts import script
+from redkit import AdaptiveTTLCache, KeyMetrics, connect
 from redkit.errors import ConfigurationError, InvalidKey
 from tests._compat import FACE, Gated, intercept, start, wait_until
-from tests.servers import commandstats, reset_commandstats
+from tests.netproxy import Proxy
+from tests.servers import commandstats, flush_all, reset_commandstats
 from tests.workers import run_adaptive_readers
 
 
@@ -228,3 +231,23 @@ def test_statistics_are_shared_by_two_processes_and_expire_with_their_key(
     wait_until_gone(client, "shared:{k}", "shared:{k}:stats")
     assert cache.metrics("k") == KeyMetrics()
     cache.close()
+
+
+def test_a_re_sent_read_is_counted_twice(standalone_server: Any) -> None:
+    """Documented: a read whose reply timed out is re-sent by redis-py and counted again in
+    the shared statistics (a tolerated over-count; it only nudges the TTL chosen)."""
+    flush_all(standalone_server.url)
+    released = threading.Event()
+    with Proxy("127.0.0.1", standalone_server.port) as proxy:
+        client = connect(proxy.url_for(standalone_server.url), socket_timeout=0.5, retries=3)
+        cache = AdaptiveTTLCache(client, "adapt")
+        try:
+            cache.set("k", "v", ttl=60)
+            proxy.delay_reply(script("adaptive_get").sha.encode(), released)
+            assert cache.get("k") == "v"
+            assert proxy.delayed.is_set()  # the first run's reply was held
+            assert (cache.metrics("k")).hits == 2
+        finally:
+            released.set()
+            cache.close()
+            client.close()

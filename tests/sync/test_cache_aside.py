@@ -419,6 +419,7 @@ class Resending:
         self.released = threading.Event()
         self.client = connect(proxy.url_for(url), socket_timeout=0.5, retries=3)
         self.direct = redis.Redis.from_url(url)
+        self.url = url
 
     def hold(self, name: str) -> None:
         """Hold back the reply to the next run of script ``name`` (by its SHA1)."""
@@ -481,6 +482,42 @@ def test_a_re_sent_fill_never_stores_over_a_newer_write(resending: Resending) ->
         resending.direct.set("resent:{k}", cache.codec.encode("newer"))
         assert result.result() == "fetched"
         assert cache.get("k") == "newer"
+    finally:
+        cache.close()
+        resending.client.close()
+
+
+def test_a_re_sent_set_never_overwrites_a_later_set(resending: Resending) -> None:
+    """A's set ran, its reply was lost, B set a newer value: A's re-send writes nothing."""
+    cache = CacheAside(resending.client, "resent")
+    other_client = connect(resending.url)
+    other = CacheAside(other_client, "resent")
+    resending.hold("cache_set")
+    try:
+        first = start(lambda: cache.set("k", "older"))
+        wait_until(resending.proxy.delayed.is_set)  # A's set ran; its reply is held
+        other.set("k", "newer")
+        first.result()  # A's re-send has run
+        assert other.get("k") == "newer"
+    finally:
+        cache.close()
+        other.close()
+        resending.client.close()
+        other_client.close()
+
+
+def test_a_re_sent_invalidate_removes_the_entry_but_reports_false(
+    resending: Resending,
+) -> None:
+    """Documented: invalidate's re-send finds nothing left to remove, so it reports False
+    although the first run removed the entry (the entry is gone either way)."""
+    cache = CacheAside(resending.client, "resent")
+    try:
+        cache.set("k", "v")
+        resending.hold("cache_invalidate")
+        assert cache.invalidate("k") is False
+        assert resending.proxy.delayed.is_set()  # the first run's reply was held
+        assert cache.get("k") is None
     finally:
         cache.close()
         resending.client.close()

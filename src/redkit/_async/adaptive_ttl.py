@@ -21,7 +21,7 @@ from typing import Any
 
 from redkit._acompat import ASYNC, check_fetcher
 from redkit._async.lifecycle import Closeable
-from redkit._async.loader import MISSING, Fetcher, Loader
+from redkit._async.loader import MISSING, Fetcher, Loader, set_call
 from redkit._async.store import Store
 from redkit._core.adaptive_ttl import ArticlePolicy, KeyMetrics, TTLPolicy, check_bounds, clamp
 from redkit._core.clock import SYSTEM_CLOCK, Clock
@@ -208,8 +208,7 @@ class AdaptiveTTLCache(Closeable):
             ttl_ms = self._ttl_ms(*await self._metrics(key))
         await self.store.write(
             _SET,
-            [key, companion(key, Companion.LOCK), companion(key, Companion.STATS)],
-            [payload, ttl_ms],
+            *set_call(key, payload, ttl_ms, companion(key, Companion.STATS)),
             entries=[key],
         )
         return ttl_ms / 1000

@@ -40,14 +40,14 @@ from typing import Any
 
 from redkit._acompat import ASYNC, check_fetcher
 from redkit._async.lifecycle import Closeable
-from redkit._async.loader import MISSING, Fetcher, Loader
+from redkit._async.loader import MISSING, Fetcher, Loader, set_call
 from redkit._async.store import Store
 from redkit._async.tracking import Invalidations
 from redkit._core.clock import SYSTEM_CLOCK, Clock
 from redkit._core.codecs import DEFAULT_MAX_VALUE_SIZE, NEGATIVE, Codec, Serializer, SerializerName
 from redkit._core.degradation import Degradation, OnError
 from redkit._core.events import Event, Events
-from redkit._core.keys import Companion, KeyId, KeySpace, companion, id_text
+from redkit._core.keys import KeyId, KeySpace, id_text
 from redkit._core.l1 import L1
 from redkit._core.tiered_stats import TieredStats
 from redkit._core.ttl import non_negative, seconds_to_ms
@@ -226,9 +226,7 @@ class TieredCache(Closeable):
         else:
             ttl_ms = self.ttl_ms
         try:
-            await self.store.write(
-                _SET, [key, companion(key, Companion.LOCK)], [payload, ttl_ms], entries=[key]
-            )
+            await self.store.write(_SET, *set_call(key, payload, ttl_ms), entries=[key])
         finally:
             self.l1.invalidate(self._names(key))
 

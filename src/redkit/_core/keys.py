@@ -51,12 +51,16 @@ class Companion(enum.StrEnum):
     #: ``<entry key>:hit:<random id>``: the record of one admitted hit, so that a hit redis-py
     #: re-sends after a lost reply is not counted again; expires after a short while
     HIT = "hit"
+    # -- cache entries (CacheAside, AdaptiveTTLCache, TieredCache) --
+    #: the write tokens of the last few sets applied to an entry (a short list, expires on its
+    #: own after a minute): a re-sent set that already ran is recognised and writes nothing
+    APPLIED = "applied"
 
 
 #: The companions each kind of entry has. A KeySpace is made for one kind; its sweeps and
 #: invalidations delete exactly these (a cache sweep must never reset a lock's fencing counter).
-CACHE_ENTRY: tuple[Companion, ...] = (Companion.LOCK,)
-ADAPTIVE_ENTRY: tuple[Companion, ...] = (Companion.LOCK, Companion.STATS)
+CACHE_ENTRY: tuple[Companion, ...] = (Companion.LOCK, Companion.APPLIED)
+ADAPTIVE_ENTRY: tuple[Companion, ...] = (Companion.LOCK, Companion.APPLIED, Companion.STATS)
 LOCK_ENTRY: tuple[Companion, ...] = (Companion.FENCE, Companion.SIGNAL, Companion.RELEASED)
 SESSION_ENTRY: tuple[Companion, ...] = (Companion.GONE,)
 #: A limited key's companions: its hits' records (``<entry key>:hit:<random id>``, one per

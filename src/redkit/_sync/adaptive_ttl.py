@@ -22,7 +22,7 @@ from typing import Any
 
 from redkit._compat import ASYNC, check_fetcher
 from redkit._sync.lifecycle import Closeable
-from redkit._sync.loader import MISSING, Fetcher, Loader
+from redkit._sync.loader import MISSING, Fetcher, Loader, set_call
 from redkit._sync.store import Store
 from redkit._core.adaptive_ttl import ArticlePolicy, KeyMetrics, TTLPolicy, check_bounds, clamp
 from redkit._core.clock import SYSTEM_CLOCK, Clock
@@ -206,8 +206,7 @@ class AdaptiveTTLCache(Closeable):
             ttl_ms = self._ttl_ms(*self._metrics(key))
         self.store.write(
             _SET,
-            [key, companion(key, Companion.LOCK), companion(key, Companion.STATS)],
-            [payload, ttl_ms],
+            *set_call(key, payload, ttl_ms, companion(key, Companion.STATS)),
             entries=[key],
         )
         return ttl_ms / 1000

@@ -26,7 +26,7 @@ from typing import Any
 
 from redkit._compat import ASYNC, check_fetcher
 from redkit._sync.lifecycle import Closeable
-from redkit._sync.loader import MISSING, Fetcher, Loader, token
+from redkit._sync.loader import MISSING, Fetcher, Loader, set_call, token
 from redkit._sync.store import Store
 from redkit._core.clock import SYSTEM_CLOCK, Clock
 from redkit._core.codecs import DEFAULT_MAX_VALUE_SIZE, NEGATIVE, Codec, Serializer, SerializerName
@@ -216,9 +216,7 @@ class CacheAside(Closeable):
         key = self.keys.key(id)
         payload = self.codec.encode(value, key=key)
         ttl_ms = self._entry_ttl_ms(value, ttl)
-        self.store.write(
-            _SET, [key, companion(key, Companion.LOCK)], [payload, ttl_ms], entries=[key]
-        )
+        self.store.write(_SET, *set_call(key, payload, ttl_ms), entries=[key])
 
     def set_many(self, mapping: Mapping[KeyId, Any], ttl: float | None = None) -> None:
         """Cache every value of ``mapping`` in one round trip, revoking fills of each.
@@ -231,13 +229,7 @@ class CacheAside(Closeable):
         for id, value in mapping.items():
             key = self.keys.key(id)
             payload = self.codec.encode(value, key=key)
-            calls.append(
-                (
-                    _SET,
-                    [key, companion(key, Companion.LOCK)],
-                    [payload, self._entry_ttl_ms(value, ttl)],
-                )
-            )
+            calls.append((_SET, *set_call(key, payload, self._entry_ttl_ms(value, ttl))))
             entries.append(key)
         self.store.write_many(calls, entries=entries)
 

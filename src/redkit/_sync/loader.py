@@ -47,6 +47,19 @@ def token() -> str:
     return secrets.token_hex(16)
 
 
+#: How many write tokens an entry's applied list keeps, and for how long (milliseconds): far
+#: above any socket timeout x retries, so a re-sent set always finds its token.
+APPLIED_TOKENS = 8
+APPLIED_TTL_MS = 60_000
+
+
+def set_call(key: str, payload: bytes, ttl_ms: int, *expiring: str) -> tuple[list[str], list[Any]]:
+    """The keys and arguments of one ``cache_set`` run: a fresh write token, so a re-send of
+    it is recognised; ``expiring`` are companions that take the entry's expiry."""
+    keys = [key, companion(key, Companion.LOCK), companion(key, Companion.APPLIED), *expiring]
+    return keys, [payload, ttl_ms, token(), APPLIED_TOKENS, APPLIED_TTL_MS]
+
+
 class _Missing:
     __slots__ = ()
 
