@@ -25,6 +25,7 @@ node with no way to wait: a node whose ``max_connections`` are in use raises
 from __future__ import annotations
 
 import asyncio
+import inspect
 import queue
 from typing import Any
 
@@ -75,6 +76,14 @@ class AsyncWaitingPool(redis.asyncio.BlockingConnectionPool):
             raise
 
 
+#: Whether the sync Sentinel pool can wait: on older redis-py (6.0, the floor) its
+#: ``disconnect`` passes ``inuse_connections``, which the blocking pool does not take, so there
+#: a sync Sentinel master keeps redis-py's pool that fails at once (the asyncio one waits).
+SENTINEL_POOLS_WAIT = (
+    "inuse_connections" in inspect.signature(redis.BlockingConnectionPool.disconnect).parameters
+)
+
+
 class WaitingSentinelPool(redis.sentinel.SentinelConnectionPool, WaitingPool):
     """A Sentinel master's (or replicas') sync pool that waits like :class:`WaitingPool`."""
 
@@ -97,6 +106,7 @@ def waiting_pool_class(timeout: float | None) -> type[WaitingPool]:
 
 
 __all__ = [
+    "SENTINEL_POOLS_WAIT",
     "AsyncWaitingPool",
     "AsyncWaitingSentinelPool",
     "WaitingPool",

@@ -24,6 +24,7 @@ from redkit._async.cache_aside import CacheAside
 from redkit._async.connection import connect, embedded_server, replica_client
 from redkit._core.backoff import Backoff
 from redkit._core.connection_events import ConnectionEvent
+from redkit._redis_pools import SENTINEL_POOLS_WAIT
 from redkit.embedded import EmbeddedServer
 from redkit.errors import BackendBusy, ConfigurationError
 from tests._acompat import run_concurrently
@@ -485,12 +486,15 @@ def _pool_of(client: Any, key: str) -> Any:
     return client.connection_pool
 
 
+REDIS_PY_MAJOR = int(redis.__version__.split(".")[0])
+
+
 def _waits(server_name: str) -> bool:
     """Whether this face's client for ``server_name`` has pools that wait."""
     if ASYNC:
         return server_name != "cluster_server"
     else:
-        return True
+        return server_name != "sentinel_server" or SENTINEL_POOLS_WAIT
 
 
 @pytest.mark.parametrize("server_name", TOPOLOGY_SERVERS)
@@ -507,6 +511,8 @@ async def test_ten_times_more_concurrent_commands_than_connections_all_succeed(
 
     try:
         await client.ping()  # an asyncio Cluster client must not start cold (FIELD-NOTES)
+        if server_name == "sentinel_server" and not _waits(server_name):
+            pytest.skip("this redis-py's sync Sentinel pool cannot wait (SENTINEL_POOLS_WAIT)")
         if not _waits(server_name):  # redis-py's asyncio RedisCluster (documented)
             with pytest.raises(MaxConnectionsError):
                 await run_concurrently(10 * size, pop)
@@ -537,8 +543,10 @@ async def test_a_command_finding_no_free_connection_within_pool_timeout_is_busy(
                 await cache.get("k")
             waited = time.monotonic() - started
             assert 0.3 <= waited < 10, f"gave up after {waited:.2f}s"
-            with pytest.raises(MaxConnectionsError):
-                await client.get(key)
+            if server_name != "cluster_server" or REDIS_PY_MAJOR >= 8:
+                # (redis-py 6.0's own Cluster client does not raise it)
+                with pytest.raises(MaxConnectionsError):
+                    await client.get(key)
         finally:
             for conn in held:
                 await pool.release(conn)

@@ -73,9 +73,16 @@ if ASYNC:
     from redkit._redis_compat import async_retry_policy as retry_policy
     from redkit._redis_pools import AsyncWaitingPool as WaitingPool
     from redkit._redis_pools import AsyncWaitingSentinelPool as WaitingSentinelPool
+
+    SENTINEL_POOLS_WAIT = True
 else:
     from redkit._redis_compat import hooked_connection_class, retry_policy
-    from redkit._redis_pools import WaitingPool, WaitingSentinelPool, waiting_pool_class
+    from redkit._redis_pools import (
+        SENTINEL_POOLS_WAIT,
+        WaitingPool,
+        WaitingSentinelPool,
+        waiting_pool_class,
+    )
 
 __all__ = ["RedkitCluster", "SentinelMaster", "connect", "embedded_server", "replica_client"]
 
@@ -259,7 +266,7 @@ def _sentinel(spec: SentinelSpec, options: ConnectOptions, retry: Retry, hooks: 
         sentinel_kwargs["ssl"] = True
         sentinel_kwargs.update(options.ssl_kwargs())
         kwargs.update(options.ssl_kwargs())
-    waits = options.pool_timeout != 0
+    waits = options.pool_timeout != 0 and SENTINEL_POOLS_WAIT
     kwargs.update(
         connection_class=hooked_connection_class(base, hooks, options.health_check_interval),
         db=spec.db,
